@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install the system packages Berth's build, demo and tests need (Debian 12, as root).
+# Usage: scripts/deps.sh [demo|test]
+set -euo pipefail
+want=${1:-test}
+pkgs=(busybox-static ca-certificates procps util-linux)
+if [ "$want" = test ]; then
+  pkgs+=(runc hyperfine docker.io podman uidmap iptables skopeo umoci)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# dockerd must not start on its own (tests start their own, on private sockets).
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  systemctl disable --now docker.service docker.socket containerd.service >/dev/null 2>&1 || true
+fi
