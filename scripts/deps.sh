@@ -3,7 +3,7 @@
 # Usage: scripts/deps.sh [demo|test]
 set -euo pipefail
 want=${1:-test}
-pkgs=(busybox-static ca-certificates procps util-linux)
+pkgs=(busybox-static ca-certificates procps util-linux python3)
 if [ "$want" = test ]; then
   pkgs+=(runc hyperfine docker.io podman uidmap iptables skopeo umoci)
 fi
