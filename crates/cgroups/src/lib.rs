@@ -406,31 +406,50 @@ impl Manager {
     pub fn create(&mut self) -> Result<()> {
         let dirs: Vec<CgroupDir> = self.state.dirs.clone();
         for d in &dirs {
-            let mut missing = Vec::new();
-            let mut p = d.path.as_path();
-            while !p.exists() {
-                missing.push(p.to_path_buf());
-                match p.parent() {
-                    Some(q) => p = q,
-                    None => break,
+            // A shared parent ("/berth") can be removed by another container's
+            // cleanup between our check and our mkdir: then start over.
+            let mut tries = 0;
+            loop {
+                match self.create_one(d) {
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) && tries < 10 => tries += 1,
+                    r => break r?,
                 }
             }
-            if d.v2 && self.state.layout == Layout::V2 {
-                v2::enable_controllers(&d.path, &self.v2_mount().unwrap_or_default())?;
+        }
+        Ok(())
+    }
+
+    fn create_one(&mut self, d: &CgroupDir) -> Result<()> {
+        let mut missing = Vec::new();
+        let mut p = d.path.as_path();
+        while !p.exists() {
+            missing.push(p.to_path_buf());
+            match p.parent() {
+                Some(q) => p = q,
+                None => break,
             }
-            for m in missing.into_iter().rev() {
-                match std::fs::create_dir(&m) {
-                    Ok(()) => self.state.created.push(m.clone()),
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(Error::io(format!("create cgroup {}", m.display()), e)),
+        }
+        let v2 = d.v2 && self.state.layout == Layout::V2;
+        let mount = self.v2_mount().unwrap_or_default();
+        if v2 {
+            v2::enable_controllers(&d.path, &mount)?;
+        }
+        for m in missing.into_iter().rev() {
+            match std::fs::create_dir(&m) {
+                Ok(()) => {
+                    if !self.state.created.contains(&m) {
+                        self.state.created.push(m.clone());
+                    }
                 }
-                if d.controllers.iter().any(|c| c == "cpuset") {
-                    v1::init_cpuset(&m)?;
-                }
-                if d.v2 && self.state.layout == Layout::V2 && m != d.path {
-                    // Intermediate directories pass the controllers down too.
-                    v2::enable_controllers(&d.path, &self.v2_mount().unwrap_or_default())?;
-                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(format!("create cgroup {}", m.display()), e)),
+            }
+            if d.controllers.iter().any(|c| c == "cpuset") {
+                v1::init_cpuset(&m)?;
+            }
+            if v2 && m != d.path {
+                // Intermediate directories pass the controllers down too.
+                v2::enable_controllers(&d.path, &mount)?;
             }
         }
         Ok(())
@@ -546,10 +565,17 @@ impl Manager {
                 continue;
             }
             let leaf = self.state.dirs.iter().any(|d| &d.path == dir);
-            match remove_tree(dir) {
+            // Only the container's own cgroup is removed with what is inside it; a
+            // parent is removed only when empty (it may hold other containers).
+            let r = if leaf {
+                remove_tree(dir)
+            } else {
+                std::fs::remove_dir(dir).map_err(|e| Error::io(format!("remove cgroup {}", dir.display()), e))
+            };
+            match r {
                 Ok(()) => {}
                 // A shared parent ("/berth") still in use by other containers stays.
-                Err(e) if !leaf && matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::ENOTEMPTY)) => {}
+                Err(e) if !leaf && matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::ENOTEMPTY) | Some(libc::ENOENT)) => {}
                 Err(e) => {
                     if first_err.is_none() {
                         first_err = Some(e);

@@ -341,6 +341,10 @@ fn launch(opts: &CreateOpts, run_mode: bool) -> Result<Launched> {
         }
         drop(child);
         let res = parent_side(&chan, stage1, &cg, &spec, &mut st, linux);
+        if res.is_err() {
+            // Stage-1 may be blocked on the channel waiting for us: never wait on it alive.
+            let _ = sys::kill(stage1, libc::SIGKILL);
+        }
         // Reap stage-1 in every case.
         let _ = sys::waitpid(stage1, 0);
         res?;
