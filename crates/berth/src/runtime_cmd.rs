@@ -255,7 +255,9 @@ fn report(cli: &RuntimeCli, e: &Error) {
                 "time": berth_runtime::state::now_rfc3339(),
             })
             .to_string(),
-            LogFormat::Text => format!("time=\"{}\" level=error msg={:?}", berth_runtime::state::now_rfc3339(), e.to_string()),
+            LogFormat::Text => {
+                format!("time=\"{}\" level=error msg={:?}", berth_runtime::state::now_rfc3339(), e.to_string())
+            }
         };
         if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
             let _ = writeln!(f, "{line}");
@@ -352,7 +354,8 @@ fn exec(root: &Path, e: &ExecArgs) -> Result<i32> {
     let process: oci_spec::runtime::Process = match &e.process {
         Some(p) => {
             let data = std::fs::read(p).map_err(|err| Error::os(format!("read {}", p.display()), err))?;
-            serde_json::from_slice(&data).map_err(|err| Error::new(format!("{}: invalid process: {err}", p.display())))?
+            serde_json::from_slice(&data)
+                .map_err(|err| Error::new(format!("{}: invalid process: {err}", p.display())))?
         }
         None => {
             if e.args.is_empty() {
@@ -389,8 +392,9 @@ fn exec(root: &Path, e: &ExecArgs) -> Result<i32> {
             if !e.cap.is_empty() {
                 let mut caps = p.capabilities().clone().unwrap_or_default();
                 for c in &e.cap {
-                    let cap: oci_spec::runtime::Capability = serde_json::from_value(serde_json::Value::String(c.clone()))
-                        .map_err(|_| Error::new(format!("--cap {c:?}: unknown capability")))?;
+                    let cap: oci_spec::runtime::Capability =
+                        serde_json::from_value(serde_json::Value::String(c.clone()))
+                            .map_err(|_| Error::new(format!("--cap {c:?}: unknown capability")))?;
                     for set in [caps.bounding(), caps.effective(), caps.permitted()] {
                         let _ = set;
                     }
@@ -435,10 +439,7 @@ fn ps(root: &Path, id: &str, format: ListFormat, ps_args: &[String]) -> Result<i
         return Ok(0);
     }
     let args = if ps_args.is_empty() { vec!["-ef".to_string()] } else { ps_args.to_vec() };
-    let out = std::process::Command::new("ps")
-        .args(&args)
-        .output()
-        .map_err(|e| Error::os("run ps", e))?;
+    let out = std::process::Command::new("ps").args(&args).output().map_err(|e| Error::os("run ps", e))?;
     if !out.status.success() {
         bail!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
@@ -501,9 +502,7 @@ fn parse_bytes(s: &str) -> Result<i64> {
         Some('g') => (&t[..t.trim_end_matches('b').len() - 1], 1 << 30),
         _ => (t.trim_end_matches('b'), 1),
     };
-    num.parse::<i64>()
-        .map(|n| n * mult)
-        .map_err(|_| Error::new(format!("invalid size {s:?}")))
+    num.parse::<i64>().map(|n| n * mult).map_err(|_| Error::new(format!("invalid size {s:?}")))
 }
 
 fn update(root: &Path, u: &UpdateArgs) -> Result<i32> {
@@ -526,7 +525,7 @@ fn update(root: &Path, u: &UpdateArgs) -> Result<i32> {
         None => LinuxResources::default(),
     };
     if u.memory.is_some() || u.memory_reservation.is_some() || u.memory_swap.is_some() {
-        let mut m = r.memory().clone().unwrap_or_default();
+        let mut m = r.memory().unwrap_or_default();
         if let Some(v) = &u.memory {
             m.set_limit(Some(parse_bytes(v)?));
         }
@@ -538,7 +537,12 @@ fn update(root: &Path, u: &UpdateArgs) -> Result<i32> {
         }
         r.set_memory(Some(m));
     }
-    if u.cpu_shares.is_some() || u.cpu_quota.is_some() || u.cpu_period.is_some() || u.cpuset_cpus.is_some() || u.cpuset_mems.is_some() {
+    if u.cpu_shares.is_some()
+        || u.cpu_quota.is_some()
+        || u.cpu_period.is_some()
+        || u.cpuset_cpus.is_some()
+        || u.cpuset_mems.is_some()
+    {
         let mut c: LinuxCpu = r.cpu().clone().unwrap_or_default();
         if let Some(v) = u.cpu_shares {
             c.set_shares(Some(v));

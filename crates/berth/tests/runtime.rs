@@ -35,15 +35,19 @@ impl Fixture {
             chmod(p, 0o755);
         }
         chmod(&rootfs.join("tmp"), 0o1777);
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("/bin/busybox (apt-get install busybox-static)");
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
+            .expect("/bin/busybox (apt-get install busybox-static)");
         let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
         for app in String::from_utf8_lossy(&list.stdout).lines() {
             if app != "busybox" {
                 let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(app));
             }
         }
-        std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n")
-            .unwrap();
+        std::fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n",
+        )
+        .unwrap();
         std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
         let out = Command::new(BERTH)
             .args(["runtime", "spec", "--bundle"])
@@ -96,12 +100,8 @@ impl Fixture {
     fn berth_detached(&self, args: &[&str]) -> Output {
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
         let errf = self.dir.join(format!("stderr-{n}"));
-        let status = self
-            .cmd(args)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&errf).unwrap())
-            .status()
-            .unwrap();
+        let status =
+            self.cmd(args).stdout(Stdio::null()).stderr(std::fs::File::create(&errf).unwrap()).status().unwrap();
         Output { status, stdout: Vec::new(), stderr: std::fs::read(&errf).unwrap_or_default() }
     }
 
@@ -212,7 +212,9 @@ fn pids_limit_stops_fork_bombs() {
 
 #[test]
 fn cpu_quota_and_shares_are_written() {
-    let f = sh("cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us /sys/fs/cgroup/cpu/cpu.shares");
+    let f = sh(
+        "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us /sys/fs/cgroup/cpu/cpu.shares",
+    );
     f.edit(|c| c["linux"]["resources"]["cpu"] = json!({"quota": 50000, "period": 100000, "shares": 512}));
     let o = f.run();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -281,7 +283,8 @@ fn default_seccomp_blocks_new_user_namespaces() {
 #[test]
 fn masked_and_readonly_paths() {
     // /proc/timer_list exists on every kernel (kcore may be compiled out).
-    let f = sh("wc -c < /proc/timer_list; ls /sys/firmware | wc -l; echo x > /proc/sys/kernel/domainname; echo rc=$?; \
+    let f =
+        sh("wc -c < /proc/timer_list; ls /sys/firmware | wc -l; echo x > /proc/sys/kernel/domainname; echo rc=$?; \
                 echo 1 > /proc/sysrq-trigger; echo rc2=$?");
     let o = f.run();
     let out = stdout(&o);
@@ -378,7 +381,8 @@ fn has_cap_sys_resource() -> bool {
 fn device_cgroup_denies_unlisted_devices() {
     // Like Docker, any device node may be made (CAP_MKNOD, "b *:* m"), but the
     // device rules forbid opening one that is not listed.
-    let f = sh("mknod /tmp/sda b 8 0; echo mknod=$?; head -c1 /tmp/sda; echo rc=$?; echo ok > /dev/null && echo null-ok");
+    let f =
+        sh("mknod /tmp/sda b 8 0; echo mknod=$?; head -c1 /tmp/sda; echo rc=$?; echo ok > /dev/null && echo null-ok");
     let o = f.run();
     let out = stdout(&o);
     assert!(out.contains("mknod=0"), "{out} / {}", stderr(&o));
@@ -392,7 +396,8 @@ fn lifecycle_create_start_state_kill_delete() {
     let f = Fixture::new(&["sleep", "1000"]);
     let pidfile = f.dir.join("pid");
     let b = f.bundle();
-    let o = f.berth_detached(&["create", "--bundle", b.to_str().unwrap(), "--pid-file", pidfile.to_str().unwrap(), &f.id]);
+    let o =
+        f.berth_detached(&["create", "--bundle", b.to_str().unwrap(), "--pid-file", pidfile.to_str().unwrap(), &f.id]);
     assert!(o.status.success(), "{}", stderr(&o));
     let st = f.state();
     assert_eq!(st["status"], "created");
@@ -454,7 +459,13 @@ fn exec_joins_the_container() {
     assert_eq!(stdout(&o), "exec-host\nsleep 1000 \n");
     // The exec'd process is in the container's cgroup while it runs (and, in its
     // cgroup namespace, that cgroup is the root).
-    let o = f.berth(&["exec", &f.id, "sh", "-c", "grep -qx $$ /sys/fs/cgroup/pids/cgroup.procs && echo in; cat /proc/self/cgroup"]);
+    let o = f.berth(&[
+        "exec",
+        &f.id,
+        "sh",
+        "-c",
+        "grep -qx $$ /sys/fs/cgroup/pids/cgroup.procs && echo in; cat /proc/self/cgroup",
+    ]);
     let out = stdout(&o);
     assert!(out.starts_with("in\n"), "{out}");
     assert!(out.contains("memory:/\n"), "{out}");
@@ -471,9 +482,7 @@ fn exec_joins_the_container() {
 fn hooks_receive_the_state() {
     let f = sh("echo in-container");
     let log = f.dir.join("hooks.log");
-    let hook = |name: &str| {
-        json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo {name} $(cat) >> {}", log.display())]})
-    };
+    let hook = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo {name} $(cat) >> {}", log.display())]});
     f.edit(|c| {
         c["hooks"] = json!({
             "createRuntime": [hook("createRuntime")],

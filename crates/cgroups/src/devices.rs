@@ -137,7 +137,8 @@ fn load(prog: &[Insn]) -> Result<OwnedFd> {
     let lic = license.as_ptr() as u64;
     a.0[4] = lic as u32;
     a.0[5] = (lic >> 32) as u32;
-    let fd = bpf(BPF_PROG_LOAD, &mut a).map_err(|e| Error::io("load the cgroup v2 device filter (bpf BPF_PROG_LOAD)", e))?;
+    let fd =
+        bpf(BPF_PROG_LOAD, &mut a).map_err(|e| Error::io("load the cgroup v2 device filter (bpf BPF_PROG_LOAD)", e))?;
     // SAFETY: BPF_PROG_LOAD returned a new file descriptor that we own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
@@ -190,7 +191,13 @@ pub fn apply(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn rule(allow: bool, typ: Option<LinuxDeviceType>, major: Option<i64>, minor: Option<i64>, acc: &str) -> LinuxDeviceCgroup {
+    fn rule(
+        allow: bool,
+        typ: Option<LinuxDeviceType>,
+        major: Option<i64>,
+        minor: Option<i64>,
+        acc: &str,
+    ) -> LinuxDeviceCgroup {
         let mut r = LinuxDeviceCgroup::default();
         r.set_allow(allow);
         r.set_typ(typ);

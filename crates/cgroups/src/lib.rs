@@ -323,7 +323,8 @@ impl Manager {
                     invalid!("CPU quota {q} is too small (minimum 1000 microseconds)");
                 }
             }
-            if c.cpus().as_deref().is_some_and(|s| !s.is_empty()) || c.mems().as_deref().is_some_and(|s| !s.is_empty()) {
+            if c.cpus().as_deref().is_some_and(|s| !s.is_empty()) || c.mems().as_deref().is_some_and(|s| !s.is_empty())
+            {
                 need(self.provider("cpuset", "cpuset").is_some(), "a cpuset", "cpuset")?;
                 if let Some(cpus) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
                     check_cpulist(cpus, "cpus")?;
@@ -575,7 +576,12 @@ impl Manager {
             match r {
                 Ok(()) => {}
                 // A shared parent ("/berth") still in use by other containers stays.
-                Err(e) if !leaf && matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::ENOTEMPTY) | Some(libc::ENOENT)) => {}
+                Err(e)
+                    if !leaf
+                        && matches!(
+                            e.raw_os_error(),
+                            Some(libc::EBUSY) | Some(libc::ENOTEMPTY) | Some(libc::ENOENT)
+                        ) => {}
                 Err(e) => {
                     if first_err.is_none() {
                         first_err = Some(e);

@@ -6,8 +6,20 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const V1_CONTROLLERS: &[&str] = &[
-    "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "net_prio", "blkio", "perf_event", "hugetlb",
-    "pids", "rdma", "misc",
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "devices",
+    "freezer",
+    "net_cls",
+    "net_prio",
+    "blkio",
+    "perf_event",
+    "hugetlb",
+    "pids",
+    "rdma",
+    "misc",
 ];
 
 /// One mounted cgroup hierarchy.
@@ -107,8 +119,8 @@ pub fn parse(text: &str) -> Vec<Hierarchy> {
 
 /// The hierarchies mounted on this host.
 pub fn hierarchies() -> Result<Vec<Hierarchy>> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| Error::io("read /proc/self/mountinfo", e))?;
+    let text =
+        std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| Error::io("read /proc/self/mountinfo", e))?;
     let h = parse(&text);
     if h.is_empty() {
         return Err(Error::Invalid("no cgroup hierarchy is mounted (looked in /proc/self/mountinfo)".into()));

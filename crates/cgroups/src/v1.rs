@@ -76,7 +76,11 @@ pub(crate) fn apply(dir: &Path, ctls: &[String], r: &LinuxResources) -> Result<(
             }
             for d in b.weight_device().iter().flatten() {
                 if let Some(w) = d.weight() {
-                    let f = if dir.join("blkio.weight_device").exists() { "blkio.weight_device" } else { "blkio.bfq.weight_device" };
+                    let f = if dir.join("blkio.weight_device").exists() {
+                        "blkio.weight_device"
+                    } else {
+                        "blkio.bfq.weight_device"
+                    };
                     write(&dir.join(f), &format!("{}:{} {}", d.major(), d.minor(), w))?;
                 }
             }

@@ -54,24 +54,16 @@ pub fn number(c: Capability) -> u32 {
 
 /// The canonical name ("CAP_SYS_ADMIN") of a capability.
 pub fn name(c: Capability) -> String {
-    serde_json::to_value(c)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+    serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
 fn mask(set: &Option<Capabilities>) -> u64 {
-    set.iter()
-        .flatten()
-        .fold(0u64, |m, c| m | (1u64 << number(*c)))
+    set.iter().flatten().fold(0u64, |m, c| m | (1u64 << number(*c)))
 }
 
 /// The highest capability number the running kernel knows.
 pub fn last_cap() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40)
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40)
 }
 
 /// Does the calling process hold `cap` in its effective set?
@@ -117,7 +109,9 @@ pub fn drop_bounding(sets: &CapSets) -> Result<()> {
                 Ok(_) => {}
                 // A capability this kernel does not know.
                 Err(e) if sys::errno_of(&e) == libc::EINVAL => {}
-                Err(e) => return Err(crate::error::Error::os(format!("drop capability {cap} from the bounding set"), e)),
+                Err(e) => {
+                    return Err(crate::error::Error::os(format!("drop capability {cap} from the bounding set"), e))
+                }
             }
         }
     }
@@ -159,9 +153,8 @@ pub fn apply(sets: &CapSets) -> Result<()> {
     for cap in 0..=last_cap() {
         if sets.ambient & (1u64 << cap) != 0 {
             // SAFETY: prctl with integer arguments.
-            let r = unsafe {
-                libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, cap as libc::c_ulong, 0, 0)
-            };
+            let r =
+                unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, cap as libc::c_ulong, 0, 0) };
             if r < 0 {
                 // runc ignores ambient failures (e.g. cap not inheritable); so do we.
                 continue;

@@ -205,17 +205,14 @@ pub fn wait_forwarding(pid: i32, set: &libc::sigset_t, relay: Option<&crate::tty
 type Launched = (State, Option<Channel>, Option<OwnedFd>);
 
 fn launch(opts: &CreateOpts, run_mode: bool) -> Result<Launched> {
-    let bundle = opts
-        .bundle
-        .canonicalize()
-        .map_err(|e| Error::os(format!("bundle {}", opts.bundle.display()), e))?;
+    let bundle = opts.bundle.canonicalize().map_err(|e| Error::os(format!("bundle {}", opts.bundle.display()), e))?;
     crate::state::validate_id(&opts.id)?;
     let spec = spec::load(&bundle)?;
     spec::validate(&spec)?;
     let rootfs = spec::rootfs_path(&spec, &bundle)?;
     let process = spec.process().as_ref().expect("validated");
     let terminal = process.terminal().unwrap_or(false);
-    if terminal && opts.console_socket.is_none() && !(run_mode && !opts.detach) {
+    if terminal && opts.console_socket.is_none() && (!run_mode || opts.detach) {
         bail!("process.terminal is set: --console-socket is required when detached");
     }
     if !terminal && opts.console_socket.is_some() {
@@ -237,8 +234,9 @@ fn launch(opts: &CreateOpts, run_mode: bool) -> Result<Launched> {
     for ns in linux.namespaces().iter().flatten() {
         match ns.path() {
             Some(p) => {
-                let f = std::fs::File::open(p)
-                    .map_err(|e| Error::os(format!("{} namespace path {}", spec::ns_spec_name(ns.typ()), p.display()), e))?;
+                let f = std::fs::File::open(p).map_err(|e| {
+                    Error::os(format!("{} namespace path {}", spec::ns_spec_name(ns.typ()), p.display()), e)
+                })?;
                 join.push((ns.typ(), OwnedFd::from(f)));
             }
             None if ns.typ() == LinuxNamespaceType::User => new_userns = true,
@@ -374,15 +372,14 @@ fn host_root_id(maps: Option<&[LinuxIdMapping]>) -> u32 {
 
 fn write_id_maps(pid: i32, linux: &oci_spec::runtime::Linux) -> Result<()> {
     let fmt = |m: &Option<Vec<LinuxIdMapping>>| -> String {
-        m.iter()
-            .flatten()
-            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-            .collect()
+        m.iter().flatten().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect()
     };
     let uid = fmt(linux.uid_mappings());
     let gid = fmt(linux.gid_mappings());
-    std::fs::write(format!("/proc/{pid}/uid_map"), &uid).map_err(|e| Error::os(format!("write uid_map {:?}", uid.trim()), e))?;
-    std::fs::write(format!("/proc/{pid}/gid_map"), &gid).map_err(|e| Error::os(format!("write gid_map {:?}", gid.trim()), e))?;
+    std::fs::write(format!("/proc/{pid}/uid_map"), &uid)
+        .map_err(|e| Error::os(format!("write uid_map {:?}", uid.trim()), e))?;
+    std::fs::write(format!("/proc/{pid}/gid_map"), &gid)
+        .map_err(|e| Error::os(format!("write gid_map {:?}", gid.trim()), e))?;
     Ok(())
 }
 
@@ -429,7 +426,8 @@ fn stage1_main(l: &Launch, c: &Channel) -> Result<()> {
     sys::prctl(libc::PR_SET_DUMPABLE, 0).ctx("prctl(PR_SET_DUMPABLE)")?;
     c.expect(tag::GO)?;
     for (t, fd) in &l.join {
-        sys::setns(fd.as_raw_fd(), ns_flag(*t)).map_err(|e| Error::os(format!("join {} namespace", ns_proc_name(*t)), e))?;
+        sys::setns(fd.as_raw_fd(), ns_flag(*t))
+            .map_err(|e| Error::os(format!("join {} namespace", ns_proc_name(*t)), e))?;
     }
     if l.new_userns {
         sys::unshare(libc::CLONE_NEWUSER).ctx("create user namespace")?;
@@ -667,10 +665,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         s if !force => bail!("cannot delete container {id:?} that is not stopped: {} (use --force)", s.as_str()),
         _ => {}
     }
-    let spec = std::fs::read(sd.config())
-        .ok()
-        .and_then(|d| spec::parse(&d).ok())
-        .unwrap_or_default();
+    let spec = std::fs::read(sd.config()).ok().and_then(|d| spec::parse(&d).ok()).unwrap_or_default();
     destroy(&sd, &st, &spec, status != Status::Stopped)
 }
 
@@ -875,4 +870,3 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
     let _ = sys::waitpid(stage1, libc::WNOHANG);
     res
 }
-

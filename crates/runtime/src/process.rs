@@ -1,11 +1,11 @@
 //! The last steps before `execve`, shared by a container's init and `exec`:
 //! rlimits, user and groups, capabilities, no_new_privs, seccomp, cwd, fds, signals.
 
+use crate::bail;
 use crate::caps::{self, CapSets};
 use crate::error::{Context, Error, Result};
 use crate::spec::rlimit_resource;
 use crate::sys::{self, cstr, cstring};
-use crate::bail;
 use oci_spec::runtime::Process;
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
@@ -40,7 +40,9 @@ impl Prepared {
         let env_path = env.iter().rev().find_map(|e| e.strip_prefix("PATH=").map(str::to_string));
         let to_c = |v: &[String], what: &str| -> Result<Vec<CString>> {
             v.iter()
-                .map(|s| CString::new(s.as_bytes()).map_err(|_| Error::new(format!("config: {what} contains a NUL byte"))))
+                .map(|s| {
+                    CString::new(s.as_bytes()).map_err(|_| Error::new(format!("config: {what} contains a NUL byte")))
+                })
                 .collect()
         };
         Ok(Prepared {
@@ -114,7 +116,10 @@ impl Prepared {
             let rl = libc::rlimit { rlim_cur: *soft, rlim_max: *hard };
             // SAFETY: rl is a valid rlimit struct.
             if unsafe { libc::setrlimit(*res, &rl) } != 0 {
-                return Err(Error::os(format!("rlimit {name} (soft {soft}, hard {hard})"), std::io::Error::last_os_error()));
+                return Err(Error::os(
+                    format!("rlimit {name} (soft {soft}, hard {hard})"),
+                    std::io::Error::last_os_error(),
+                ));
             }
         }
         Ok(())
@@ -233,7 +238,8 @@ pub fn setup_console(console_sock: i32, size: Option<(u16, u16)>, uid: u32, gid:
     // SAFETY: TIOCGPTN writes the pty number to an unsigned int.
     sys::check(unsafe { libc::ioctl(m, libc::TIOCGPTN, &mut n) }).ctx("get pty number")?;
     let slave_path = format!("/dev/pts/{n}");
-    let slave = sys::open(&cstring(&slave_path)?, libc::O_RDWR | libc::O_NOCTTY, 0).ctx(format!("open {slave_path}"))?;
+    let slave =
+        sys::open(&cstring(&slave_path)?, libc::O_RDWR | libc::O_NOCTTY, 0).ctx(format!("open {slave_path}"))?;
     // SAFETY: fchown on our fd; failure (e.g. unmapped ids) leaves root ownership.
     unsafe { libc::fchown(slave.as_raw_fd(), uid, gid) };
     if let Some((rows, cols)) = size {

@@ -4,9 +4,9 @@
 //! from a descriptor of the rootfs, and mounts target `/proc/self/fd/N` of the resolved
 //! descriptor, so a symlink in the image can never redirect a mount onto the host.
 
+use crate::bail;
 use crate::error::{Context, Error, Result};
 use crate::sys::{self, cstr, cstring, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS};
-use crate::bail;
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -56,8 +56,7 @@ pub fn parse_options(opts: &[String]) -> Result<MountOpts> {
                 m.bind = true;
                 (libc::MS_BIND | libc::MS_REC, 0)
             }
-            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
-            | "runbindable" => {
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable" | "runbindable" => {
                 let rec = if o.starts_with('r') { libc::MS_REC } else { 0 };
                 let p = match o.trim_start_matches('r') {
                     "private" => libc::MS_PRIVATE,
@@ -68,8 +67,8 @@ pub fn parse_options(opts: &[String]) -> Result<MountOpts> {
                 m.propagation.push(p | rec);
                 (0, 0)
             }
-            "rro" | "rrw" | "rnosuid" | "rsuid" | "rnodev" | "rdev" | "rnoexec" | "rexec" | "rnoatime"
-            | "ratime" | "rrelatime" | "rnorelatime" | "rstrictatime" | "rnostrictatime" | "idmap" | "ridmap" => {
+            "rro" | "rrw" | "rnosuid" | "rsuid" | "rnodev" | "rdev" | "rnoexec" | "rexec" | "rnoatime" | "ratime"
+            | "rrelatime" | "rnorelatime" | "rstrictatime" | "rnostrictatime" | "idmap" | "ridmap" => {
                 bail!("mount option {o:?} is not supported yet")
             }
             "tmpcopyup" => bail!("mount option \"tmpcopyup\" is not supported"),
@@ -196,8 +195,16 @@ fn statvfs_flags(path: &CString) -> libc::c_ulong {
 
 /// Remount a bind mount with `flags`, keeping the flags the kernel locks in a user namespace.
 fn remount_bind(target: &CString, flags: libc::c_ulong, clear: libc::c_ulong) -> Result<()> {
-    let locked = statvfs_flags(target) & (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_NOATIME | libc::MS_NODIRATIME | libc::MS_RELATIME);
-    let f = libc::MS_REMOUNT | libc::MS_BIND | ((flags | locked) & !clear & !(libc::MS_REC | libc::MS_BIND | libc::MS_REMOUNT));
+    let locked = statvfs_flags(target)
+        & (libc::MS_NOSUID
+            | libc::MS_NODEV
+            | libc::MS_NOEXEC
+            | libc::MS_NOATIME
+            | libc::MS_NODIRATIME
+            | libc::MS_RELATIME);
+    let f = libc::MS_REMOUNT
+        | libc::MS_BIND
+        | ((flags | locked) & !clear & !(libc::MS_REC | libc::MS_BIND | libc::MS_REMOUNT));
     match sys::mount(None, target, None, f, None) {
         Ok(()) => Ok(()),
         // Locked flags we tried to clear: retry keeping them.
@@ -271,7 +278,8 @@ impl Rootfs<'_> {
             let extra = opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
             if extra != 0 || opts.clear != 0 {
                 // Reopen: the fd still points at the covered directory, not the new mount.
-                let fd = open_in_root(self.root(), dest, libc::O_PATH as u64).ctx(format!("open {}", dest.display()))?;
+                let fd =
+                    open_in_root(self.root(), dest, libc::O_PATH as u64).ctx(format!("open {}", dest.display()))?;
                 remount_bind(&sys::fd_path(&fd), extra, opts.clear)
                     .map_err(|e| Error::new(format!("mount {}: {}", dest.display(), e)))?;
             }
@@ -313,9 +321,10 @@ impl Rootfs<'_> {
     }
 
     fn bind_source(&self, m: &Mount) -> Result<PathBuf> {
-        let src = m.source().clone().ok_or_else(|| {
-            Error::new(format!("mount {}: bind mount without a source", m.destination().display()))
-        })?;
+        let src = m
+            .source()
+            .clone()
+            .ok_or_else(|| Error::new(format!("mount {}: bind mount without a source", m.destination().display())))?;
         Ok(if src.is_absolute() { src } else { self.bundle.join(src) })
     }
 
@@ -334,7 +343,8 @@ impl Rootfs<'_> {
         }
         let tmpfs = cstring("tmpfs")?;
         let data = cstring("mode=755")?;
-        sys::mount(Some(&tmpfs), &sys::fd_path(&fd), Some(&tmpfs), base, Some(&data)).ctx("mount tmpfs on /sys/fs/cgroup")?;
+        sys::mount(Some(&tmpfs), &sys::fd_path(&fd), Some(&tmpfs), base, Some(&data))
+            .ctx("mount tmpfs on /sys/fs/cgroup")?;
         for (name, host) in self.cgroup_mounts {
             let sub = dest.join(name);
             let fd = mkdir_all_in_root(self.root(), &sub, 0o755)?;
@@ -350,7 +360,8 @@ impl Rootfs<'_> {
                     if open_in_root(self.root(), &link, (libc::O_PATH | libc::O_NOFOLLOW) as u64).is_err() {
                         let dir = open_in_root(self.root(), dest, libc::O_PATH as u64).ctx("open cgroup dir")?;
                         let target = cstring(name)?;
-                        let linkc = CString::new(format!("{}/{}", sys::fd_path(&dir).to_string_lossy(), part)).unwrap_or_default();
+                        let linkc = CString::new(format!("{}/{}", sys::fd_path(&dir).to_string_lossy(), part))
+                            .unwrap_or_default();
                         let _ = sys::symlink(&target, &linkc);
                     }
                 }
@@ -358,8 +369,10 @@ impl Rootfs<'_> {
         }
         if ro != 0 {
             let fd = open_in_root(self.root(), dest, libc::O_PATH as u64).ctx("open cgroup mount")?;
-            remount_bind(&sys::fd_path(&fd), base | libc::MS_RDONLY, 0)
-                .or_else(|_| sys::mount(None, &sys::fd_path(&fd), None, libc::MS_REMOUNT | base | libc::MS_RDONLY, None).ctx("remount /sys/fs/cgroup read-only"))?;
+            remount_bind(&sys::fd_path(&fd), base | libc::MS_RDONLY, 0).or_else(|_| {
+                sys::mount(None, &sys::fd_path(&fd), None, libc::MS_REMOUNT | base | libc::MS_RDONLY, None)
+                    .ctx("remount /sys/fs/cgroup read-only")
+            })?;
         }
         Ok(())
     }
@@ -386,7 +399,8 @@ impl Rootfs<'_> {
         ] {
             self.create_device(&d)?;
         }
-        let dev = open_in_root(self.root(), Path::new("/dev"), (libc::O_PATH | libc::O_DIRECTORY) as u64).ctx("open /dev")?;
+        let dev =
+            open_in_root(self.root(), Path::new("/dev"), (libc::O_PATH | libc::O_DIRECTORY) as u64).ctx("open /dev")?;
         let devp = sys::fd_path(&dev).to_string_lossy().into_owned();
         for (link, target) in [
             ("ptmx", "pts/ptmx"),
@@ -514,7 +528,8 @@ impl Rootfs<'_> {
                 .map_err(|e| Error::os(format!("bind readonly path {p}"), e))?;
             let fd = open_in_root(self.root(), Path::new(p), (libc::O_PATH | libc::O_NOFOLLOW) as u64)
                 .ctx(format!("open {p}"))?;
-            remount_bind(&sys::fd_path(&fd), libc::MS_RDONLY, 0).map_err(|e| Error::new(format!("readonly path {p}: {e}")))?;
+            remount_bind(&sys::fd_path(&fd), libc::MS_RDONLY, 0)
+                .map_err(|e| Error::new(format!("readonly path {p}: {e}")))?;
         }
         if self.spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
             let slash = cstring("/")?;
@@ -543,8 +558,7 @@ impl Rootfs<'_> {
 }
 
 fn is_bind(m: &Mount) -> bool {
-    m.typ().as_deref() == Some("bind")
-        || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind")
+    m.typ().as_deref() == Some("bind") || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind")
 }
 
 #[cfg(test)]
@@ -553,7 +567,8 @@ mod tests {
 
     #[test]
     fn options() {
-        let o = parse_options(&["nosuid".into(), "rbind".into(), "ro".into(), "mode=755".into(), "rprivate".into()]).unwrap();
+        let o = parse_options(&["nosuid".into(), "rbind".into(), "ro".into(), "mode=755".into(), "rprivate".into()])
+            .unwrap();
         assert!(o.bind);
         assert_eq!(o.flags & libc::MS_REC, libc::MS_REC);
         assert_eq!(o.flags & libc::MS_RDONLY, libc::MS_RDONLY);

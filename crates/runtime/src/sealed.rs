@@ -28,7 +28,12 @@ fn ro_clone_of_self() -> io::Result<OwnedFd> {
     let p = CString::new("/proc/self/exe").unwrap_or_default();
     // SAFETY: open_tree with a valid path; returns a new fd we own.
     let fd = unsafe {
-        libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, p.as_ptr(), OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint)
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
     };
     if fd < 0 {
         return Err(io::Error::last_os_error());
@@ -112,6 +117,15 @@ pub fn ensure_sealed() -> io::Result<()> {
     envp.push(std::ptr::null());
     let empty = CString::default();
     // SAFETY: argv/envp are NULL-terminated arrays of C strings alive for the call.
-    unsafe { libc::syscall(libc::SYS_execveat, fd.as_raw_fd(), empty.as_ptr(), argv.as_ptr(), envp.as_ptr(), libc::AT_EMPTY_PATH) };
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
     Err(io::Error::last_os_error())
 }

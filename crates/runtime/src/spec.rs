@@ -82,10 +82,7 @@ pub fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
 }
 
 pub fn rlimit_name(t: PosixRlimitType) -> String {
-    serde_json::to_value(t)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+    serde_json::to_value(t).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
 /// Check a namespace file: it must exist and be a namespace of the expected type.
@@ -147,11 +144,8 @@ pub fn validate(spec: &Spec) -> Result<()> {
     let userns = has(LinuxNamespaceType::User);
     let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
         || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
-    let joins_user = linux
-        .namespaces()
-        .iter()
-        .flatten()
-        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_some());
+    let joins_user =
+        linux.namespaces().iter().flatten().any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_some());
     if userns && !joins_user && !has_maps {
         bail!("config: a new user namespace needs linux.uidMappings and linux.gidMappings");
     }
@@ -181,7 +175,12 @@ pub fn validate(spec: &Spec) -> Result<()> {
     let can_raise = caps::have_effective(24);
     for rl in process.rlimits().iter().flatten() {
         if rl.soft() > rl.hard() {
-            bail!("config: rlimit {}: soft limit {} exceeds hard limit {}", rlimit_name(rl.typ()), rl.soft(), rl.hard());
+            bail!(
+                "config: rlimit {}: soft limit {} exceeds hard limit {}",
+                rlimit_name(rl.typ()),
+                rl.soft(),
+                rl.hard()
+            );
         }
         if !can_raise {
             let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };

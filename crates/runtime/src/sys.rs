@@ -36,8 +36,7 @@ pub fn cstr(p: &Path) -> io::Result<CString> {
 }
 
 pub fn cstring(s: &str) -> io::Result<CString> {
-    CString::new(s)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "string contains a NUL byte"))
+    CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "string contains a NUL byte"))
 }
 
 /// `mount(2)`. `None` arguments are passed as NULL.
@@ -50,15 +49,7 @@ pub fn mount(
 ) -> io::Result<()> {
     let p = |c: Option<&CStr>| c.map_or(std::ptr::null(), |c| c.as_ptr());
     // SAFETY: all pointers are NUL-terminated C strings that outlive the call, or NULL.
-    check(unsafe {
-        libc::mount(
-            p(source),
-            target.as_ptr(),
-            p(fstype),
-            flags,
-            p(data).cast(),
-        )
-    })?;
+    check(unsafe { libc::mount(p(source), target.as_ptr(), p(fstype), flags, p(data).cast()) })?;
     Ok(())
 }
 
@@ -171,13 +162,7 @@ pub fn openat2(dir: RawFd, path: &CStr, flags: u64, mode: u64, resolve: u64) -> 
     let how = OpenHow { flags: flags | libc::O_CLOEXEC as u64, mode, resolve };
     // SAFETY: `how` is a valid open_how of the size passed; path is a C string.
     let fd = check_long(unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir,
-            path.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
+        libc::syscall(libc::SYS_openat2, dir, path.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>())
     })?;
     // SAFETY: fd was just returned by openat2 and is not owned elsewhere.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
@@ -228,9 +213,8 @@ pub fn cloexec_from(from: u32) -> io::Result<()> {
         return Ok(());
     }
     // Fallback for kernels without CLOSE_RANGE_CLOEXEC: walk /proc/self/fd.
-    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
+    let fds: Vec<RawFd> =
+        std::fs::read_dir("/proc/self/fd")?.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
     for fd in fds {
         if fd as u32 >= from {
             // SAFETY: setting FD_CLOEXEC on a descriptor number; failure (EBADF) is harmless.
@@ -250,14 +234,7 @@ pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
 pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: fds is a valid 2-element array.
-    check(unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    })?;
+    check(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
     // SAFETY: both fds were just created and are owned by nobody else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
@@ -295,10 +272,7 @@ pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Send one fd over a unix socket with SCM_RIGHTS, plus a small payload.
 pub fn send_fd(sock: RawFd, payload: &[u8], fd: RawFd) -> io::Result<()> {
-    let mut iov = libc::iovec {
-        iov_base: payload.as_ptr() as *mut libc::c_void,
-        iov_len: payload.len(),
-    };
+    let mut iov = libc::iovec { iov_base: payload.as_ptr() as *mut libc::c_void, iov_len: payload.len() };
     // SAFETY: CMSG_SPACE is a pure computation.
     let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
     let mut cbuf = vec![0u8; space];
@@ -328,10 +302,7 @@ pub fn send_fd(sock: RawFd, payload: &[u8], fd: RawFd) -> io::Result<()> {
 /// Receive one fd sent with [`send_fd`].
 pub fn recv_fd(sock: RawFd) -> io::Result<OwnedFd> {
     let mut buf = [0u8; 256];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
     // SAFETY: CMSG_SPACE is a pure computation.
     let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
     let mut cbuf = vec![0u8; space];
@@ -349,10 +320,7 @@ pub fn recv_fd(sock: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: the kernel filled msg_control; CMSG_FIRSTHDR checks its length.
     unsafe {
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        if cmsg.is_null()
-            || (*cmsg).cmsg_level != libc::SOL_SOCKET
-            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
-        {
+        if cmsg.is_null() || (*cmsg).cmsg_level != libc::SOL_SOCKET || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "no file descriptor received"));
         }
         let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>());
