@@ -87,6 +87,7 @@ pub fn program(rules: &[LinuxDeviceCgroup]) -> Vec<Insn> {
         if let Some(m) = r.minor().filter(|m| *m >= 0) {
             block.push(insn(JMP_JNE_K, 5, 0, 0, m as i32));
         }
+        let matches_all = block.is_empty();
         block.push(insn(ALU64_MOV_K, 0, 0, 0, i32::from(r.allow())));
         block.push(insn(JMP_EXIT, 0, 0, 0, 0));
         // Each "jne" skips to the end of this block.
@@ -97,6 +98,11 @@ pub fn program(rules: &[LinuxDeviceCgroup]) -> Vec<Insn> {
             }
         }
         p.extend(block);
+        if matches_all {
+            // Earlier rules can never be reached, and the verifier refuses
+            // unreachable instructions.
+            return p;
+        }
     }
     p.push(insn(ALU64_MOV_K, 0, 0, 0, 1));
     p.push(insn(JMP_EXIT, 0, 0, 0, 0));
