@@ -392,6 +392,60 @@ fn device_cgroup_denies_unlisted_devices() {
 }
 
 #[test]
+fn engine_style_resources_are_accepted() {
+    // What dockerd sends: a device list that only denies everything (the runtime adds the
+    // devices it creates itself, as runc does), and zeros meaning "unset" for shares and weights.
+    let f = sh("echo x > /dev/null && echo null-ok; echo x > /dev/full; head -c4 /dev/zero | wc -c; \
+                cat /sys/fs/cgroup/cpu/cpu.shares");
+    f.edit(|c| {
+        c["linux"]["resources"]["devices"] = json!([{"allow": false, "access": "rwm"}]);
+        c["linux"]["resources"]["cpu"] = json!({"shares": 0, "quota": 0, "period": 0});
+        c["linux"]["resources"]["blockIO"] = json!({"weight": 0});
+    });
+    let o = f.run();
+    let out = stdout(&o);
+    assert!(out.starts_with("null-ok\n4\n"), "{out} / {}", stderr(&o));
+    assert!(stderr(&o).contains("No space left on device"), "{}", stderr(&o));
+    // shares 0 left the kernel default instead of writing the minimum.
+    assert!(out.ends_with("\n1024\n"), "{out}");
+}
+
+#[test]
+fn non_root_init_without_capabilities_can_be_started() {
+    // The init opens exec.fifo as the container user: it must not depend on the caller's umask.
+    let f = Fixture::new(&["id", "-u"]);
+    f.edit(|c| {
+        c["process"]["user"] = json!({"uid": 65534, "gid": 65534});
+        c["process"]["capabilities"] = json!({});
+    });
+    let out = f.dir.join("out");
+    let b = f.bundle();
+    let status = f
+        .cmd(&["create", "--bundle", b.to_str().unwrap(), &f.id])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let o = f.berth(&["start", &f.id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for _ in 0..200 {
+        if f.state()["status"] == "stopped" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "65534\n");
+    assert!(f.berth(&["delete", &f.id]).status.success());
+    // Like runc, `delete --force` of a container that does not exist succeeds; without --force it fails.
+    assert!(f.berth(&["delete", "--force", &f.id]).status.success());
+    let o = f.berth(&["delete", &f.id]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    f.assert_gone();
+}
+
+#[test]
 fn lifecycle_create_start_state_kill_delete() {
     let f = Fixture::new(&["sleep", "1000"]);
     let pidfile = f.dir.join("pid");

@@ -123,6 +123,43 @@ pub struct Manager {
 }
 
 /// Find the host's cgroup layout.
+/// Treat the zero values that callers use for "unset" as unset, as runc does: dockerd sends
+/// `cpu.shares: 0`, `cpu.quota: 0`, `cpu.period: 0` and `blockIO.weight: 0` for "not configured"
+/// (also in `update`), and writing them would set the kernel's minimum instead of leaving the default.
+pub fn normalize(r: &LinuxResources) -> LinuxResources {
+    let mut r = r.clone();
+    if let Some(c) = r.cpu().clone() {
+        let mut c = c;
+        if c.shares() == Some(0) {
+            c.set_shares(None);
+        }
+        if c.quota() == Some(0) {
+            c.set_quota(None);
+        }
+        if c.period() == Some(0) {
+            c.set_period(None);
+        }
+        if c.realtime_runtime() == Some(0) {
+            c.set_realtime_runtime(None);
+        }
+        if c.realtime_period() == Some(0) {
+            c.set_realtime_period(None);
+        }
+        r.set_cpu(Some(c));
+    }
+    if let Some(b) = r.block_io().clone() {
+        let mut b = b;
+        if b.weight() == Some(0) {
+            b.set_weight(None);
+        }
+        if b.leaf_weight() == Some(0) {
+            b.set_leaf_weight(None);
+        }
+        r.set_block_io(Some(b));
+    }
+    r
+}
+
 pub fn detect_layout() -> Result<Layout> {
     let h = mountinfo::hierarchies()?;
     Ok(mountinfo::layout_of(&h))
@@ -258,6 +295,7 @@ impl Manager {
 
     /// Check resources can be honoured on this host (before anything is created).
     pub fn validate(&self, r: &LinuxResources) -> Result<()> {
+        let r = &normalize(r);
         let need = |ok: bool, what: &str, ctl: &str| -> Result<()> {
             if ok {
                 Ok(())
@@ -457,6 +495,7 @@ impl Manager {
     }
 
     pub fn apply(&self, r: &LinuxResources) -> Result<()> {
+        let r = &normalize(r);
         for d in &self.state.dirs {
             if d.v2 {
                 if self.state.layout == Layout::V2 {
@@ -741,5 +780,21 @@ mod tests {
         let m = Manager::with_hierarchies(&mountinfo::parse(mi), &BTreeMap::new(), None, "c").unwrap();
         assert_eq!(m.layout(), Layout::V2);
         assert_eq!(m.container_mounts(), vec![(String::new(), PathBuf::from("/sys/fs/cgroup/berth/c"))]);
+    }
+
+    #[test]
+    fn zeros_mean_unset() {
+        let r: LinuxResources = serde_json::from_str(
+            r#"{"cpu":{"shares":0,"quota":0,"period":0,"cpus":"0"},"blockIO":{"weight":0,"leafWeight":0}}"#,
+        )
+        .unwrap();
+        let n = normalize(&r);
+        let c = n.cpu().as_ref().unwrap();
+        assert_eq!((c.shares(), c.quota(), c.period()), (None, None, None));
+        assert_eq!(c.cpus().as_deref(), Some("0"));
+        let b = n.block_io().as_ref().unwrap();
+        assert_eq!((b.weight(), b.leaf_weight()), (None, None));
+        let r: LinuxResources = serde_json::from_str(r#"{"cpu":{"shares":512,"quota":-1}}"#).unwrap();
+        assert_eq!(normalize(&r), r);
     }
 }

@@ -101,8 +101,45 @@ fn connect_console(path: &Path) -> Result<OwnedFd> {
 }
 
 /// Resources with the default device rules appended as runc does.
+///
+/// dockerd and podman send a device list that starts with "deny all" and count on the runtime
+/// to allow the devices it creates itself (runc's `AllowedDevices`) and the spec's
+/// `linux.devices`; the defaults go last so that they win over the spec's rules.
 fn effective_resources(spec: &Spec) -> Option<oci_spec::runtime::LinuxResources> {
-    spec.linux().as_ref().and_then(|l| l.resources().clone())
+    use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
+    let linux = spec.linux().as_ref()?;
+    let mut r = linux.resources().clone()?;
+    let Some(mut rules) = r.devices().clone().filter(|d| !d.is_empty()) else {
+        return Some(r);
+    };
+    let rule = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut d = LinuxDeviceCgroup::default();
+        d.set_allow(true);
+        d.set_typ(Some(typ));
+        d.set_major(major);
+        d.set_minor(minor);
+        d.set_access(Some(access.to_string()));
+        d
+    };
+    for d in linux.devices().iter().flatten() {
+        let typ = match d.typ() {
+            LinuxDeviceType::B => LinuxDeviceType::B,
+            LinuxDeviceType::P => continue, // FIFOs are not subject to the device controller
+            _ => LinuxDeviceType::C,
+        };
+        rules.push(rule(typ, Some(d.major()), Some(d.minor()), "rwm"));
+    }
+    use LinuxDeviceType::{B, C};
+    rules.push(rule(C, None, None, "m"));
+    rules.push(rule(B, None, None, "m"));
+    for (major, minor) in [(1, Some(3)), (1, Some(8)), (1, Some(7)), (5, Some(0)), (1, Some(5)), (1, Some(9))] {
+        rules.push(rule(C, Some(major), minor, "rwm"));
+    }
+    rules.push(rule(C, Some(136), None, "rwm")); // /dev/pts/*
+    rules.push(rule(C, Some(5), Some(2), "rwm")); // /dev/ptmx
+    rules.push(rule(C, Some(10), Some(200), "rwm")); // /dev/net/tun
+    r.set_devices(Some(rules));
+    Some(r)
 }
 
 /// `create`: set everything up and leave the init blocked until `start`.
@@ -299,6 +336,9 @@ fn launch(opts: &CreateOpts, run_mode: bool) -> Result<Launched> {
             let fifo = sys::cstr(&sd.fifo())?;
             // SAFETY: mkfifo with a valid C string.
             sys::check(unsafe { libc::mkfifo(fifo.as_ptr(), 0o622) }).ctx("create exec.fifo")?;
+            // The process umask (often 022) masks the mode: set it exactly, so that an init running
+            // as a non-root user without CAP_DAC_OVERRIDE can still open the fifo for writing.
+            sys::chmod(&fifo, 0o622).ctx("chmod exec.fifo")?;
             let root_uid = host_root_id(linux.uid_mappings().as_deref());
             let root_gid = host_root_id(linux.gid_mappings().as_deref());
             sys::chown(&fifo, root_uid, root_gid).ctx("chown exec.fifo")?;
@@ -658,6 +698,17 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
 
 /// `delete`: remove a stopped (or, with `force`, any) container.
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    let sd = StateDir::path(root, id)?;
+    if force && !sd.dir.join(crate::state::STATE_FILE).exists() {
+        // Like runc: `delete --force` of a container that does not exist (or whose create was
+        // aborted before its state was written) succeeds and removes whatever directory is left.
+        return match std::fs::remove_dir_all(&sd.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::os(format!("remove {}", sd.dir.display()), e))
+            }
+            _ => Ok(()),
+        };
+    }
     let (sd, st) = load(root, id)?;
     let status = st.status(&sd);
     match status {

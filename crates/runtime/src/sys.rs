@@ -186,6 +186,12 @@ pub fn chown(path: &CStr, uid: u32, gid: u32) -> io::Result<()> {
     Ok(())
 }
 
+pub fn chmod(path: &CStr, mode: libc::mode_t) -> io::Result<()> {
+    // SAFETY: path is a valid C string.
+    check(unsafe { libc::chmod(path.as_ptr(), mode) })?;
+    Ok(())
+}
+
 pub fn symlink(target: &CStr, link: &CStr) -> io::Result<()> {
     // SAFETY: both are valid C strings.
     check(unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) })?;
