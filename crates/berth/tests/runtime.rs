@@ -162,12 +162,15 @@ fn sh(script: &str) -> Fixture {
 
 #[test]
 fn pid1_hostname_exit_code() {
-    let f = sh("echo pid=$$; hostname; cat /proc/self/status | grep -E '^(NoNewPrivs|Seccomp):'; exit 42");
+    let f = sh("echo pid=$$; echo procs=$(ls /proc | grep -c '^[0-9]'); hostname; cat /proc/self/status | grep -E '^(NoNewPrivs|Seccomp):'; exit 42");
     f.edit(|c| c["hostname"] = json!("berth-test"));
     let o = f.run();
     assert_eq!(o.status.code(), Some(42), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("pid=1\n"), "{out}");
+    // Host processes are invisible: only sh, its subshell, and the ls and grep of the pipeline.
+    let procs: usize = out.split("procs=").nth(1).and_then(|r| r.lines().next()).unwrap().parse().unwrap();
+    assert!(procs <= 4, "{procs} processes visible: {out}");
     assert!(out.contains("berth-test\n"), "{out}");
     assert!(out.contains("NoNewPrivs:\t1"), "{out}");
     assert!(out.contains("Seccomp:\t2"), "{out}");
@@ -219,6 +222,58 @@ fn cpu_quota_and_shares_are_written() {
     let o = f.run();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o), "50000\n100000\n512\n");
+}
+
+#[test]
+fn cpu_quota_caps_usage() {
+    // A busy loop for one second of wall time under a 10% quota: the kernel throttles it and the
+    // CPU time it gets stays near 100 ms (unlimited, it would take the whole second).
+    let f = sh("timeout 1 sh -c 'while :; do :; done'; \
+                cat /sys/fs/cgroup/cpuacct/cpuacct.usage; grep nr_throttled /sys/fs/cgroup/cpu/cpu.stat");
+    f.edit(|c| c["linux"]["resources"]["cpu"] = json!({"quota": 10000, "period": 100000}));
+    let o = f.run();
+    let out = stdout(&o);
+    let mut lines = out.lines();
+    let usage_ns: u64 = lines.next().and_then(|l| l.parse().ok()).unwrap_or_else(|| panic!("{out} / {}", stderr(&o)));
+    let throttled: u64 = lines.next().and_then(|l| l.strip_prefix("nr_throttled ")).unwrap().parse().unwrap();
+    assert!(usage_ns < 400_000_000, "used {usage_ns} ns of CPU in 1 s under a 10% quota");
+    assert!(throttled >= 3, "throttled only {throttled} times: {out}");
+}
+
+#[test]
+fn signals_are_delivered_to_the_container() {
+    let f = sh("trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.05; done");
+    let out = f.dir.join("out");
+    let b = f.bundle();
+    let status = f
+        .cmd(&["run", "--detach", "--bundle", b.to_str().unwrap(), &f.id])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for _ in 0..200 {
+        if std::fs::read_to_string(&out).unwrap().contains("ready") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let o = f.berth(&["kill", &f.id, "TERM"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for _ in 0..300 {
+        if f.state()["status"] == "stopped" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(f.state()["status"], "stopped");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "ready\ngot-term\n");
+    // An unknown signal is refused by name.
+    let o = f.berth(&["kill", &f.id, "SIGNOPE"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("SIGNOPE"), "{}", stderr(&o));
+    assert!(f.berth(&["delete", &f.id]).status.success());
+    f.assert_gone();
 }
 
 #[test]
