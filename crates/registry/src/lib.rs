@@ -1,0 +1,1 @@
+//! berth-registry: the OCI distribution / Docker Registry v2 client (in progress).
