@@ -5,7 +5,7 @@ set -euo pipefail
 want=${1:-test}
 pkgs=(busybox-static ca-certificates procps util-linux python3)
 if [ "$want" = test ]; then
-  pkgs+=(runc hyperfine docker.io podman uidmap iptables skopeo umoci)
+  pkgs+=(runc hyperfine docker.io podman uidmap iptables skopeo umoci docker-registry openssl time)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
@@ -16,7 +16,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# dockerd must not start on its own (tests start their own, on private sockets).
+# dockerd and the registry must not start on their own (tests start their own, on private sockets and ports).
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-  systemctl disable --now docker.service docker.socket containerd.service >/dev/null 2>&1 || true
+  systemctl disable --now docker.service docker.socket containerd.service docker-registry.service >/dev/null 2>&1 || true
 fi

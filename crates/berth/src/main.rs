@@ -3,6 +3,8 @@
 //! Invoked as `runc` or `berth-runc` (a symlink), it behaves exactly like `berth runtime`,
 //! which is how dockerd, containerd and podman call an OCI runtime.
 
+mod image_cmd;
+mod progress;
 mod runtime_cmd;
 mod table;
 
@@ -11,9 +13,17 @@ use std::path::Path;
 
 const USAGE: &str = "berth: a container engine in one binary
 
-Usage: berth <COMMAND> [ARGS...]
+Usage: berth [--data-root DIR] <COMMAND> [ARGS...]
 
 Commands:
+  pull       Download an image from a registry
+  push       Upload an image to a registry
+  images     List images
+  tag        Create a tag that refers to an image
+  rmi        Remove images
+  image      Manage images (ls, pull, push, tag, rm, inspect, history, prune)
+  login      Log in to a registry (credentials in Docker's config.json)
+  logout     Log out from a registry
   runtime    Run containers from OCI bundles (runc-compatible; see `berth runtime --help`)
   version    Print the version
   help       Print this help
@@ -30,12 +40,24 @@ fn main() {
     let code = if argv0 == "runc" || argv0.starts_with("berth-runc") {
         runtime_cmd::main(args)
     } else {
-        match args.get(1).and_then(|a| a.to_str()) {
+        // The first word that is not the global --data-root option names the command.
+        let mut i = 1;
+        while let Some(a) = args.get(i).and_then(|a| a.to_str()) {
+            match a {
+                "--data-root" => i += 2,
+                _ if a.starts_with("--data-root=") => i += 1,
+                _ => break,
+            }
+        }
+        match args.get(i).and_then(|a| a.to_str()) {
             Some("runtime") => {
                 let mut rest = vec![OsString::from("berth runtime")];
-                rest.extend(args.into_iter().skip(2));
+                rest.extend(args.into_iter().skip(i + 1));
                 runtime_cmd::main(rest)
             }
+            Some(
+                "pull" | "push" | "images" | "tag" | "rmi" | "image" | "save" | "load" | "import" | "login" | "logout",
+            ) => image_cmd::main(args),
             Some("version") | Some("--version") | Some("-V") => {
                 println!("berth version {}", env!("CARGO_PKG_VERSION"));
                 0

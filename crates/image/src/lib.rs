@@ -11,6 +11,7 @@
 pub mod compression;
 pub mod digest;
 pub mod error;
+pub mod imagestore;
 pub mod reference;
 pub mod safepath;
 pub mod store;
@@ -19,6 +20,7 @@ pub mod unpack;
 
 pub use digest::{Digest, HashReader, Hasher};
 pub use error::{Error, ErrorKind, Result};
+pub use imagestore::{ImageRecord, ImageStore, LayerDesc};
 pub use reference::Reference;
 pub use store::Store;
 pub use unpack::{apply_layer, ApplyMode, LayerStats};

@@ -293,6 +293,12 @@ impl Writer {
         self.offset
     }
 
+    /// A reader of the bytes held so far (from offset 0), to replay them when resuming a
+    /// download whose consumer needs the whole stream (unpacking a layer in the same pass).
+    pub fn partial(&self) -> Result<File> {
+        File::open(&self.data_path).ctx(format_args!("opening {}", self.data_path.display()))
+    }
+
     /// The digest of the bytes held so far.
     pub fn digest(&self) -> Digest {
         self.hasher.digest()

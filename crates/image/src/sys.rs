@@ -207,3 +207,22 @@ pub fn rename_noreplace(old: &CStr, new: &CStr) -> io::Result<bool> {
 pub fn makedev(major: u32, minor: u32) -> libc::dev_t {
     libc::makedev(major, minor)
 }
+
+/// `mount -t overlay overlay <target> -o <opts>`.
+pub fn mount_overlay(target: &std::path::Path, opts: &str) -> io::Result<()> {
+    let t = cstr(target.as_os_str())?;
+    let o = CString::new(opts).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: every pointer is a valid NUL-terminated string that outlives the call.
+    check(unsafe {
+        libc::mount(c"overlay".as_ptr(), t.as_ptr(), c"overlay".as_ptr(), 0, o.as_ptr() as *const libc::c_void)
+    })?;
+    Ok(())
+}
+
+/// `umount2(target, MNT_DETACH)`.
+pub fn umount(target: &std::path::Path) -> io::Result<()> {
+    let t = cstr(target.as_os_str())?;
+    // SAFETY: t is a valid C string.
+    check(unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) })?;
+    Ok(())
+}

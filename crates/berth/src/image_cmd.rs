@@ -1,0 +1,817 @@
+//! Image commands: `berth pull`, `push`, `images`, `tag`, `rmi`, `image inspect|history|prune`,
+//! `save`, `load`, `import`, `login`, `logout`. They operate on the image store directly
+//! (`$BERTH_DATA_ROOT`, default /var/lib/berth); the engine will route them through the daemon.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Docker's verbs for images, on berth's local store.
+#[derive(Parser, Debug)]
+#[command(name = "berth", version, disable_help_subcommand = true)]
+pub struct ImageCli {
+    /// Root of berth's persistent data (images, snapshots)
+    #[arg(long, global = true, env = "BERTH_DATA_ROOT", default_value = "/var/lib/berth", value_name = "DIR")]
+    pub data_root: PathBuf,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Download an image from a registry
+    Pull(PullArgs),
+    /// Upload an image to a registry
+    Push(PushArgs),
+    /// List images
+    Images(ImagesArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag { source: String, target: String },
+    /// Remove one or more images
+    Rmi(RmiArgs),
+    /// Save one or more images to a tar archive (streamed to stdout by default)
+    Save(SaveArgs),
+    /// Load an image from a tar archive or stdin
+    Load(LoadArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(ImportArgs),
+    /// Log in to a registry
+    Login(LoginArgs),
+    /// Log out from a registry
+    Logout { server: Option<String> },
+    /// Manage images
+    Image {
+        #[command(subcommand)]
+        cmd: ImageSub,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageSub {
+    /// Download an image from a registry
+    Pull(PullArgs),
+    /// Upload an image to a registry
+    Push(PushArgs),
+    /// List images
+    #[command(alias = "list")]
+    Ls(ImagesArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag { source: String, target: String },
+    /// Remove one or more images
+    #[command(alias = "remove")]
+    Rm(RmiArgs),
+    /// Display detailed information on one or more images
+    Inspect(InspectArgs),
+    /// Show the history of an image
+    History(HistoryArgs),
+    /// Remove unused images
+    Prune(PruneArgs),
+    /// Save one or more images to a tar archive
+    Save(SaveArgs),
+    /// Load an image from a tar archive or stdin
+    Load(LoadArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(ImportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Image reference: NAME[:TAG|@DIGEST]
+    pub image: String,
+    /// Platform to select from a multi-platform image: os/arch[/variant]
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Suppress verbose output (print only the image reference)
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Download all tagged images in the repository (not supported)
+    #[arg(short = 'a', long)]
+    pub all_tags: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// Image reference: NAME[:TAG]
+    pub image: String,
+    /// Suppress verbose output
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Push all tags of the repository (not supported)
+    #[arg(short = 'a', long)]
+    pub all_tags: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct ImagesArgs {
+    /// Only images whose repository matches (REPOSITORY[:TAG])
+    pub repository: Option<String>,
+    /// Show all images (the default already does; accepted for compatibility)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only show image IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Show digests
+    #[arg(long)]
+    pub digests: bool,
+    /// Output format: table or json (one JSON object per line, like docker's `--format json`)
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct RmiArgs {
+    /// Images to remove (reference or ID)
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    /// Remove the image even if several references point to it
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    pub image: String,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Only show image IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Output format: table or json
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Remove all images without a container, not just dangling ones
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+pub enum ArchiveFormat {
+    /// docker-archive, as `docker save` writes and `docker load` reads
+    Docker,
+    /// OCI image layout in a tar
+    Oci,
+}
+
+#[derive(Args, Debug)]
+pub struct SaveArgs {
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    /// Write to a file instead of stdout
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Archive format
+    #[arg(long, value_enum, default_value_t = ArchiveFormat::Docker)]
+    pub format: ArchiveFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// Read from a tar archive file instead of stdin
+    #[arg(short, long)]
+    pub input: Option<PathBuf>,
+    /// Suppress the load output
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// A root filesystem tarball (plain, gzip or zstd), or - for stdin
+    pub file: String,
+    /// REPOSITORY[:TAG] to give the image
+    pub reference: Option<String>,
+    /// Apply a Dockerfile instruction to the image config (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE)
+    #[arg(short, long = "change")]
+    pub changes: Vec<String>,
+    /// Set the commit message
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// Platform of the image: os/arch[/variant]
+    #[arg(long)]
+    pub platform: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// Registry server (default Docker Hub)
+    pub server: Option<String>,
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// Password (prefer --password-stdin)
+    #[arg(short, long)]
+    pub password: Option<String>,
+    /// Read the password from stdin
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+
+use crate::progress::{Item, Progress};
+use berth_image::{Digest, ImageRecord, ImageStore, Reference};
+use berth_registry::auth::{self, Credentials};
+use berth_registry::pull::{self, PullProgress};
+use berth_registry::{Client, ClientOptions, Platform};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::{IsTerminal, Read, Write};
+use std::sync::Mutex;
+
+type Result<T> = std::result::Result<T, String>;
+
+fn e<E: std::fmt::Display>(err: E) -> String {
+    err.to_string()
+}
+
+/// Entry point for the image verbs; returns the exit code (125 on error, like docker).
+pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
+    let cli = match ImageCli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(err) => {
+            let code = if err.use_stderr() { 125 } else { 0 };
+            let _ = err.print();
+            return code;
+        }
+    };
+    match dispatch(&cli) {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("berth: {msg}");
+            1
+        }
+    }
+}
+
+fn open_store(cli: &ImageCli) -> Result<ImageStore> {
+    ImageStore::open(cli.data_root.join("image")).map_err(e)
+}
+
+fn client() -> Client {
+    let insecure = std::env::var("BERTH_INSECURE_REGISTRIES")
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    Client::new(ClientOptions { insecure, ..Default::default() })
+}
+
+fn dispatch(cli: &ImageCli) -> Result<i32> {
+    match &cli.cmd {
+        Cmd::Pull(a) | Cmd::Image { cmd: ImageSub::Pull(a) } => cmd_pull(cli, a),
+        Cmd::Push(a) | Cmd::Image { cmd: ImageSub::Push(a) } => cmd_push(cli, a),
+        Cmd::Images(a) | Cmd::Image { cmd: ImageSub::Ls(a) } => cmd_images(cli, a),
+        Cmd::Tag { source, target } | Cmd::Image { cmd: ImageSub::Tag { source, target } } => {
+            let store = open_store(cli)?;
+            let t = Reference::parse(target).map_err(e)?;
+            store.tag(source, &t).map_err(e)?;
+            Ok(0)
+        }
+        Cmd::Rmi(a) | Cmd::Image { cmd: ImageSub::Rm(a) } => {
+            let store = open_store(cli)?;
+            let mut code = 0;
+            for i in &a.images {
+                match store.remove(i, a.force) {
+                    Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+                    Err(err) => {
+                        eprintln!("berth: {err}");
+                        code = 1;
+                    }
+                }
+            }
+            Ok(code)
+        }
+        Cmd::Image { cmd: ImageSub::Inspect(a) } => cmd_inspect(cli, a),
+        Cmd::Image { cmd: ImageSub::History(a) } => cmd_history(cli, a),
+        Cmd::Image { cmd: ImageSub::Prune(a) } => cmd_prune(cli, a),
+        Cmd::Save(_) | Cmd::Image { cmd: ImageSub::Save(_) } => {
+            Err("save is not implemented yet (docker-archive/OCI export is planned); nothing was written".into())
+        }
+        Cmd::Load(_) | Cmd::Image { cmd: ImageSub::Load(_) } => {
+            Err("load is not implemented yet (docker-archive/OCI import is planned)".into())
+        }
+        Cmd::Import(_) | Cmd::Image { cmd: ImageSub::Import(_) } => Err("import is not implemented yet".into()),
+        Cmd::Login(a) => cmd_login(a),
+        Cmd::Logout { server } => {
+            let domain = server_domain(server.as_deref());
+            let path =
+                auth::default_config_path().ok_or("cannot find Docker's config.json: set HOME or DOCKER_CONFIG")?;
+            if auth::remove(&path, &domain).map_err(e)? {
+                println!("Removing login credentials for {}", display_server(&domain));
+            } else {
+                println!("Not logged in to {}", display_server(&domain));
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn server_domain(server: Option<&str>) -> String {
+    let s = server.unwrap_or("docker.io");
+    let s = s.trim_start_matches("https://").trim_start_matches("http://");
+    let host = s.split('/').next().unwrap_or(s);
+    match host {
+        "index.docker.io" | "registry-1.docker.io" | "" => "docker.io".into(),
+        h => h.to_string(),
+    }
+}
+
+fn display_server(domain: &str) -> String {
+    if domain == "docker.io" {
+        auth::DOCKER_HUB_AUTH_KEY.to_string()
+    } else {
+        domain.to_string()
+    }
+}
+
+fn cmd_login(a: &LoginArgs) -> Result<i32> {
+    let domain = server_domain(a.server.as_deref());
+    let username = match &a.username {
+        Some(u) => u.clone(),
+        None => return Err("--username is required (interactive login is not supported)".into()),
+    };
+    let password = match (&a.password, a.password_stdin) {
+        (Some(_), true) => return Err("--password and --password-stdin are mutually exclusive".into()),
+        (Some(p), false) => {
+            eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
+            p.clone()
+        }
+        (None, true) => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s).map_err(|err| format!("read password from stdin: {err}"))?;
+            s.trim_end_matches(['\n', '\r']).to_string()
+        }
+        (None, false) => return Err("a password is required: use --password-stdin".into()),
+    };
+    if password.is_empty() {
+        return Err("the password is empty".into());
+    }
+    let creds = Credentials { username, password };
+    let c = Client::new(ClientOptions { credentials: Some(creds.clone()), ..Default::default() });
+    c.ping(&domain).map_err(e)?;
+    let path = auth::default_config_path().ok_or("cannot find Docker's config.json: set HOME or DOCKER_CONFIG")?;
+    auth::store(&path, &domain, &creds).map_err(e)?;
+    println!("Login Succeeded");
+    Ok(0)
+}
+
+/// Pull progress on the terminal (bars) or as plain lines.
+struct CliProgress {
+    p: Progress,
+    items: Mutex<HashMap<String, Item>>,
+}
+
+impl PullProgress for CliProgress {
+    fn layer(&self, id: &str, size: u64) {
+        let it = self.p.item(id, size, "Pulling fs layer");
+        self.items.lock().unwrap_or_else(|x| x.into_inner()).insert(id.to_string(), it);
+    }
+    fn downloading(&self, id: &str, done: u64, _size: u64) {
+        if let Some(it) = self.items.lock().unwrap_or_else(|x| x.into_inner()).get(id) {
+            it.set_position(done);
+        }
+    }
+    fn finished(&self, id: &str, state: &str) {
+        if let Some(it) = self.items.lock().unwrap_or_else(|x| x.into_inner()).get(id) {
+            it.finish(state);
+        }
+    }
+}
+
+fn cmd_pull(cli: &ImageCli, a: &PullArgs) -> Result<i32> {
+    if a.all_tags {
+        return Err("--all-tags is not supported: pull one tag at a time".into());
+    }
+    let r = Reference::parse(&a.image).map_err(e)?;
+    let platform = match &a.platform {
+        Some(p) => Platform::parse(p).map_err(e)?,
+        None => Platform::host(),
+    };
+    let store = open_store(cli)?;
+    let c = client();
+    let progress = CliProgress { p: Progress::new(a.quiet), items: Mutex::new(HashMap::new()) };
+    if !a.quiet {
+        let what = match (r.tag(), r.digest()) {
+            (_, Some(d)) => d.to_string(),
+            (Some(t), None) => t.to_string(),
+            _ => "latest".into(),
+        };
+        progress.p.line(&format!("{what}: Pulling from {}", r.familiar_name()));
+    }
+    let out = pull::pull(&c, &store, &r, &platform, &progress).map_err(e)?;
+    if !a.quiet {
+        progress.p.line(&format!("Digest: {}", out.digest));
+        progress.p.line(&format!(
+            "Status: {} for {}",
+            if out.downloaded { "Downloaded newer image" } else { "Image is up to date" },
+            r.familiar()
+        ));
+    }
+    println!("{r}");
+    Ok(0)
+}
+
+fn cmd_push(cli: &ImageCli, a: &PushArgs) -> Result<i32> {
+    if a.all_tags {
+        return Err("--all-tags is not supported: push one tag at a time".into());
+    }
+    let r = Reference::parse(&a.image).map_err(e)?;
+    let store = open_store(cli)?;
+    let rec = store
+        .resolve(&r.to_string())
+        .map_err(|_| format!("An image does not exist locally with the tag: {}", r.familiar()))?;
+    let c = client();
+    let p = Progress::new(a.quiet);
+    p.line(&format!("The push refers to repository [{}]", r.name()));
+    let mut blobs: Vec<(Digest, u64)> = rec.layers.iter().map(|l| (l.digest.clone(), l.size)).collect();
+    let cfg_size = store.content().size(&rec.id).map_err(e)?;
+    blobs.push((rec.id.clone(), cfg_size));
+    for (d, size) in &blobs {
+        let id = &d.hex()[..12];
+        if c.blob_exists(&r, d).map_err(e)? {
+            if d != &rec.id {
+                p.line(&format!("{id}: Layer already exists"));
+            }
+            continue;
+        }
+        let item = p.item(id, *size, "Pushing");
+        let mut f = store.content().open(d).map_err(e)?;
+        c.upload_blob(&r, d, *size, &mut f, 16 << 20, &mut |n| item.set_position(n)).map_err(e)?;
+        item.finish("Pushed");
+    }
+    let manifest = store.content().read(&rec.manifest, berth_registry::MAX_MANIFEST_SIZE).map_err(e)?;
+    let tag = r.tag().unwrap_or("latest");
+    let digest = c.put_manifest(&r, tag, &rec.manifest_media_type, &manifest).map_err(e)?;
+    p.line(&format!("{tag}: digest: {digest} size: {}", manifest.len()));
+    Ok(0)
+}
+
+/// Docker's size format: decimal units, three significant digits ("4.26MB", "512B").
+pub fn human_size(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < units.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    let s = if i == 0 {
+        format!("{n}")
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    };
+    let t = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { &s };
+    format!("{t}{}", units[i])
+}
+
+/// Seconds since the epoch of an RFC 3339 time (`2023-11-14T22:13:20.123Z`, `+01:00`).
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || (b[10] != b'T' && b[10] != b't' && b[10] != b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &s[19..];
+    if let Some(r) = rest.strip_prefix('.') {
+        rest = r.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    let off = match rest {
+        "Z" | "z" | "" => 0,
+        r if r.len() == 6 => {
+            let sign = if r.starts_with('-') { -1 } else { 1 };
+            sign * (r.get(1..3)?.parse::<i64>().ok()? * 3600 + r.get(4..6)?.parse::<i64>().ok()? * 60)
+        }
+        _ => return None,
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    Some(days * 86400 + h * 3600 + mi * 60 + se - off)
+}
+
+/// Docker's "2 years ago" style.
+pub fn ago(created: Option<&str>) -> String {
+    let Some(t) = created.and_then(parse_rfc3339) else { return "N/A".into() };
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let s = (now - t).max(0);
+    match s {
+        0 => "Less than a second ago".into(),
+        1..=59 => format!("{s} seconds ago"),
+        60..=119 => "About a minute ago".into(),
+        120..=3599 => format!("{} minutes ago", s / 60),
+        3600..=7199 => "About an hour ago".into(),
+        7200..=172_799 => format!("{} hours ago", s / 3600),
+        172_800..=1_209_599 => format!("{} days ago", s / 86400),
+        1_209_600..=5_183_999 => format!("{} weeks ago", s / 604_800),
+        5_184_000..=63_071_999 => format!("{} months ago", s / 2_592_000),
+        _ => format!("{} years ago", s / 31_536_000),
+    }
+}
+
+fn split_name(full: &str) -> (String, String, Option<Reference>) {
+    match Reference::parse(full) {
+        Ok(r) => (r.familiar_name(), r.tag().unwrap_or("<none>").to_string(), Some(r)),
+        Err(_) => (full.to_string(), "<none>".into(), None),
+    }
+}
+
+fn cmd_images(cli: &ImageCli, a: &ImagesArgs) -> Result<i32> {
+    let store = open_store(cli)?;
+    let filter = match &a.repository {
+        Some(f) => Some(Reference::parse(f).map_err(e)?),
+        None => None,
+    };
+    let explicit_tag = a.repository.as_deref().is_some_and(|r| r.rsplit('/').next().is_some_and(|l| l.contains(':')));
+    let mut rows: Vec<(String, String, Option<String>, ImageRecord)> = Vec::new();
+    for (rec, names) in store.list().map_err(e)? {
+        if names.is_empty() {
+            if filter.is_none() {
+                rows.push(("<none>".into(), "<none>".into(), None, rec.clone()));
+            }
+            continue;
+        }
+        for n in names {
+            let (repo, tag, parsed) = split_name(&n);
+            if let (Some(f), Some(p)) = (&filter, &parsed) {
+                if f.name() != p.name() || (explicit_tag && f.tag() != p.tag()) {
+                    continue;
+                }
+            }
+            let digest = parsed.as_ref().and_then(|p| {
+                rec.repo_digests.iter().find_map(|d| d.strip_prefix(&format!("{}@", p.name())).map(str::to_string))
+            });
+            rows.push((repo, tag, digest, rec.clone()));
+        }
+    }
+    rows.sort_by(|x, y| y.3.created.cmp(&x.3.created).then(x.0.cmp(&y.0)).then(x.1.cmp(&y.1)));
+    let id = |r: &ImageRecord| if a.no_trunc { r.id.to_string() } else { r.id.hex()[..12].to_string() };
+    if a.quiet {
+        let mut seen = std::collections::HashSet::new();
+        for (_, _, _, r) in &rows {
+            if seen.insert(r.id.clone()) {
+                println!("{}", id(r));
+            }
+        }
+        return Ok(0);
+    }
+    match a.format {
+        Format::Json => {
+            for (repo, tag, digest, r) in &rows {
+                println!(
+                    "{}",
+                    json!({
+                        "Containers": "N/A",
+                        "CreatedAt": r.created.clone().unwrap_or_default(),
+                        "CreatedSince": ago(r.created.as_deref()),
+                        "Digest": digest.clone().unwrap_or_else(|| "<none>".into()),
+                        "ID": id(r),
+                        "Repository": repo,
+                        "SharedSize": "N/A",
+                        "Size": human_size(r.size),
+                        "Tag": tag,
+                        "UniqueSize": "N/A",
+                        "VirtualSize": human_size(r.size),
+                    })
+                );
+            }
+        }
+        Format::Table if a.digests => {
+            let t: Vec<[String; 6]> = rows
+                .iter()
+                .map(|(repo, tag, digest, r)| {
+                    [
+                        repo.clone(),
+                        tag.clone(),
+                        digest.clone().unwrap_or_else(|| "<none>".into()),
+                        id(r),
+                        ago(r.created.as_deref()),
+                        human_size(r.size),
+                    ]
+                })
+                .collect();
+            crate::table::print(&["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE"], &t);
+        }
+        Format::Table => {
+            let t: Vec<[String; 5]> = rows
+                .iter()
+                .map(|(repo, tag, _, r)| {
+                    [repo.clone(), tag.clone(), id(r), ago(r.created.as_deref()), human_size(r.size)]
+                })
+                .collect();
+            crate::table::print(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &t);
+        }
+    }
+    Ok(0)
+}
+
+fn inspect_json(store: &ImageStore, rec: &ImageRecord, names: &[String]) -> Result<Value> {
+    let cfg = store.config(rec).map_err(e)?;
+    let tags: Vec<String> = names
+        .iter()
+        .filter_map(|n| Reference::parse(n).ok())
+        .filter(|r| r.tag().is_some())
+        .map(|r| r.familiar())
+        .collect();
+    let digests: Vec<String> = rec
+        .repo_digests
+        .iter()
+        .map(|d| match d.split_once('@') {
+            Some((n, dg)) => {
+                format!("{}@{dg}", Reference::parse(n).map(|r| r.familiar_name()).unwrap_or(n.to_string()))
+            }
+            None => d.clone(),
+        })
+        .collect();
+    let mut v = json!({
+        "Id": rec.id.to_string(),
+        "RepoTags": tags,
+        "RepoDigests": digests,
+        "Parent": "",
+        "Comment": cfg.get("comment").cloned().unwrap_or(json!("")),
+        "Created": cfg.get("created").cloned().unwrap_or(json!("")),
+        "DockerVersion": cfg.get("docker_version").cloned().unwrap_or(json!("")),
+        "Author": cfg.get("author").cloned().unwrap_or(json!("")),
+        "Config": cfg.get("config").cloned().unwrap_or(Value::Null),
+        "Architecture": cfg.get("architecture").cloned().unwrap_or(json!("")),
+        "Os": cfg.get("os").cloned().unwrap_or(json!("")),
+        "Size": rec.size,
+        "RootFS": {"Type": "layers", "Layers": rec.diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>()},
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+    });
+    if let Some(var) = cfg.get("variant") {
+        v["Variant"] = var.clone();
+    }
+    Ok(v)
+}
+
+fn cmd_inspect(cli: &ImageCli, a: &InspectArgs) -> Result<i32> {
+    let store = open_store(cli)?;
+    let all = store.list().map_err(e)?;
+    let mut out = Vec::new();
+    let mut code = 0;
+    for i in &a.images {
+        match store.resolve(i) {
+            Ok(rec) => {
+                let names = all.iter().find(|(r, _)| r.id == rec.id).map(|(_, n)| n.clone()).unwrap_or_default();
+                out.push(inspect_json(&store, &rec, &names)?);
+            }
+            Err(err) => {
+                eprintln!("Error: {err}");
+                code = 1;
+            }
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&Value::Array(out)).unwrap_or_default());
+    Ok(code)
+}
+
+fn cmd_history(cli: &ImageCli, a: &HistoryArgs) -> Result<i32> {
+    let store = open_store(cli)?;
+    let rec = store.resolve(&a.image).map_err(e)?;
+    let cfg = store.config(&rec).map_err(e)?;
+    let hist = cfg["history"].as_array().cloned().unwrap_or_default();
+    let mut layer = rec.chain_ids.len();
+    let mut rows = Vec::new();
+    for (i, h) in hist.iter().enumerate().rev() {
+        let empty = h["empty_layer"].as_bool().unwrap_or(false);
+        let size = if empty || layer == 0 {
+            0
+        } else {
+            layer -= 1;
+            store.snapshot_size(&rec.chain_ids[layer]).unwrap_or(0)
+        };
+        let id = if i == hist.len() - 1 {
+            if a.no_trunc {
+                rec.id.to_string()
+            } else {
+                rec.id.hex()[..12].to_string()
+            }
+        } else {
+            "<missing>".to_string()
+        };
+        let mut by = h["created_by"].as_str().unwrap_or("").to_string();
+        if !a.no_trunc && by.chars().count() > 45 {
+            by = by.chars().take(44).collect::<String>() + "…";
+        }
+        rows.push((
+            id,
+            h["created"].as_str().map(str::to_string),
+            by,
+            size,
+            h["comment"].as_str().unwrap_or("").to_string(),
+        ));
+    }
+    if a.quiet {
+        rows.iter().for_each(|r| println!("{}", r.0));
+        return Ok(0);
+    }
+    match a.format {
+        Format::Json => {
+            for r in &rows {
+                println!(
+                    "{}",
+                    json!({"ID": r.0, "CreatedAt": r.1.clone().unwrap_or_default(), "CreatedSince": ago(r.1.as_deref()),
+                           "CreatedBy": r.2, "Size": human_size(r.3), "Comment": r.4})
+                );
+            }
+        }
+        Format::Table => {
+            let t: Vec<[String; 5]> = rows
+                .iter()
+                .map(|r| [r.0.clone(), ago(r.1.as_deref()), r.2.clone(), human_size(r.3), r.4.clone()])
+                .collect();
+            crate::table::print(&["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], &t);
+        }
+    }
+    Ok(0)
+}
+
+fn cmd_prune(cli: &ImageCli, a: &PruneArgs) -> Result<i32> {
+    if !a.force {
+        if !std::io::stdin().is_terminal() {
+            return Err("refusing to prune without confirmation: pass --force".into());
+        }
+        eprint!(
+            "WARNING! This will remove all {} images.\nAre you sure you want to continue? [y/N] ",
+            if a.all { "images without at least one container associated to them" } else { "dangling" }
+        );
+        let _ = std::io::stderr().flush();
+        let mut s = String::new();
+        let _ = std::io::stdin().read_line(&mut s);
+        if !matches!(s.trim(), "y" | "Y" | "yes") {
+            return Ok(0);
+        }
+    }
+    let store = open_store(cli)?;
+    let mut deleted = Vec::new();
+    for (rec, names) in store.list().map_err(e)? {
+        if names.is_empty() || a.all {
+            match store.remove(rec.id.as_str(), true) {
+                Ok(lines) => deleted.extend(lines),
+                Err(err) if a.all => eprintln!("berth: {err}"),
+                Err(err) => return Err(e(err)),
+            }
+        }
+    }
+    let report = store.gc().map_err(e)?;
+    if !deleted.is_empty() {
+        println!("Deleted Images:");
+        for l in &deleted {
+            // Docker's prune output is lower-case: "untagged: ...", "deleted: ...".
+            let mut c = l.chars();
+            let first = c.next().map(|f| f.to_ascii_lowercase()).unwrap_or_default();
+            println!("{first}{}", c.as_str());
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", human_size(report.bytes));
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_times() {
+        assert_eq!(human_size(512), "512B");
+        assert_eq!(human_size(4_261_000), "4.26MB");
+        assert_eq!(human_size(12_345_678), "12.3MB");
+        assert_eq!(human_size(1_000_000), "1MB");
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20Z"), Some(1_700_000_000));
+        assert_eq!(parse_rfc3339("2023-11-14T23:13:20.5+01:00"), Some(1_700_000_000));
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+}

@@ -1,0 +1,255 @@
+//! Image commands against real peers: Debian's docker-registry (distribution 2.8), images pushed
+//! there by skopeo from an OCI layout built from busybox-static (tests/fixtures/mkimage.py), and
+//! umoci's unpacking of the same image as the reference tree.
+
+mod common;
+
+use berth_image::ImageStore;
+use common::registry::{make_layout, Registry};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+struct Env {
+    dir: PathBuf,
+}
+
+impl Env {
+    fn new(name: &str) -> Env {
+        let dir = std::env::temp_dir().join(format!("berth-img-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Env { dir }
+    }
+
+    fn data_root(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn berth(&self, args: &[&str]) -> Output {
+        Command::new(BERTH)
+            .arg("--data-root")
+            .arg(self.data_root())
+            .args(args)
+            .env("DOCKER_CONFIG", self.dir.join("docker-config"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.berth(args);
+        assert!(o.status.success(), "berth {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn fail(&self, args: &[&str]) -> String {
+        let o = self.berth(args);
+        assert!(!o.status.success(), "berth {args:?} succeeded: {}", String::from_utf8_lossy(&o.stdout));
+        // Progress lines may come first; the error is the one last line.
+        let all = String::from_utf8_lossy(&o.stderr).into_owned();
+        let err = all.trim_end().lines().last().unwrap_or("").to_string();
+        assert!(err.starts_with("berth: "), "no error line: {all}");
+        err
+    }
+
+    fn store(&self) -> ImageStore {
+        ImageStore::open(self.data_root().join("image")).unwrap()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn images_json(env: &Env) -> Vec<Value> {
+    env.ok(&["images", "--format", "json"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn count_files(p: &Path) -> usize {
+    std::fs::read_dir(p).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn pull_by_tag_digest_and_platform_then_remove() {
+    let env = Env::new("pull");
+    let reg = Registry::start("pull", "");
+    let layout = env.dir.join("layout");
+    let d = make_layout(&layout, "t1");
+    reg.push_layout(&layout, "t1", "test/bb:t1");
+    let name = format!("{}/test/bb", reg.addr);
+
+    // By tag: the host platform (amd64) out of the index.
+    let out = env.ok(&["pull", &format!("{name}:t1")]);
+    assert_eq!(out, format!("{name}:t1\n"));
+    let imgs = images_json(&env);
+    assert_eq!(imgs.len(), 1, "{imgs:?}");
+    assert_eq!(imgs[0]["Repository"], name.as_str());
+    assert_eq!(imgs[0]["Tag"], "t1");
+    assert_eq!(imgs[0]["Digest"], d["index"]);
+    let inspect: Value = serde_json::from_str(&env.ok(&["image", "inspect", &format!("{name}:t1")])).unwrap();
+    assert_eq!(inspect[0]["Architecture"], "amd64");
+    assert_eq!(inspect[0]["Config"]["Cmd"][0], "sh");
+    assert_eq!(inspect[0]["RootFS"]["Layers"].as_array().unwrap().len(), 2);
+    assert_eq!(inspect[0]["RepoDigests"][0], format!("{name}@{}", d["index"].as_str().unwrap()));
+
+    // Again: nothing downloaded.
+    let o = env.berth(&["pull", &format!("{name}:t1")]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Image is up to date"), "{o:?}");
+
+    // By digest of the arm64 manifest, and by platform: the same image (same config).
+    let arm = env.ok(&["pull", &format!("{name}@{}", d["arm64"].as_str().unwrap())]);
+    assert!(arm.contains("@sha256:"), "{arm}");
+    env.ok(&["pull", "--platform", "linux/arm64", &format!("{name}:t1")]);
+    let inspect: Value = serde_json::from_str(&env.ok(&["image", "inspect", &format!("{name}:t1")])).unwrap();
+    assert_eq!(inspect[0]["Architecture"], "arm64");
+    assert_eq!(inspect[0]["Variant"], "v8");
+    // Both configs share the layers: one snapshot per layer.
+    assert_eq!(count_files(&env.data_root().join("image/snapshots")), 2);
+
+    // Errors: one line, non-zero, nothing new in the store.
+    let blobs_before = count_files(&env.data_root().join("image/content/blobs/sha256"));
+    let err = env.fail(&["pull", "--platform", "linux/s390x", &format!("{name}:t1")]);
+    assert!(err.contains("no matching manifest for linux/s390x") && err.contains("linux/arm64/v8"), "{err}");
+    let err = env.fail(&["pull", &format!("{name}:nope")]);
+    assert!(err.contains("manifest unknown"), "{err}");
+    let err = env.fail(&["pull", "Not A Reference"]);
+    assert!(err.contains("invalid reference format"), "{err}");
+    let err = env.fail(&["pull", "--platform", "linux//", &format!("{name}:t1")]);
+    assert!(err.contains("invalid platform"), "{err}");
+    assert_eq!(count_files(&env.data_root().join("image/content/blobs/sha256")), blobs_before);
+
+    // tag, rmi and GC: removing every image leaves no blob and no snapshot.
+    env.ok(&["tag", &format!("{name}:t1"), "mine:v1"]);
+    let imgs = images_json(&env);
+    assert!(imgs.iter().any(|i| i["Repository"] == "mine" && i["Tag"] == "v1"), "{imgs:?}");
+    let out = env.ok(&["rmi", "mine:v1"]);
+    assert_eq!(out, "Untagged: mine:v1\n");
+    let ids: Vec<String> = env.ok(&["images", "-q"]).lines().map(str::to_string).collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    for id in &ids {
+        let out = env.ok(&["rmi", "-f", id]);
+        assert!(out.contains("Deleted: sha256:"), "{out}");
+    }
+    assert!(env.ok(&["images", "-q"]).is_empty());
+    assert_eq!(count_files(&env.data_root().join("image/content/blobs/sha256")), 0);
+    assert_eq!(count_files(&env.data_root().join("image/snapshots")), 0);
+    let err = env.fail(&["rmi", "mine:v1"]);
+    assert!(err.contains("No such image"), "{err}");
+}
+
+/// path -> (kind, mode, uid, gid, content or link target)
+fn tree(root: &Path) -> BTreeMap<String, (char, u32, u32, u32, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for e in std::fs::read_dir(root.join(&rel)).unwrap() {
+            let e = e.unwrap();
+            let r = rel.join(e.file_name());
+            let m = std::fs::symlink_metadata(e.path()).unwrap();
+            let ft = m.file_type();
+            let (kind, data) = if ft.is_symlink() {
+                ('l', std::fs::read_link(e.path()).unwrap().into_os_string().into_encoded_bytes())
+            } else if ft.is_dir() {
+                stack.push(r.clone());
+                ('d', vec![])
+            } else {
+                ('f', std::fs::read(e.path()).unwrap())
+            };
+            out.insert(r.display().to_string(), (kind, m.mode() & 0o7777, m.uid(), m.gid(), data));
+        }
+    }
+    out
+}
+
+#[test]
+fn unpacked_tree_equals_umoci() {
+    let env = Env::new("umoci");
+    let reg = Registry::start("umoci", "");
+    let layout = env.dir.join("layout");
+    make_layout(&layout, "t1");
+    reg.push_layout(&layout, "t1", "test/bb:t1");
+    let name = format!("{}/test/bb:t1", reg.addr);
+    env.ok(&["pull", &name]);
+
+    // The reference: skopeo copies the image back out of the registry, umoci unpacks it.
+    let theirs = env.dir.join("theirs");
+    let o = Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{name}"))
+        .arg(format!("oci:{}:t1", theirs.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "skopeo: {}", String::from_utf8_lossy(&o.stderr));
+    let bundle = env.dir.join("bundle");
+    let o = Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:t1", theirs.display()))
+        .arg(&bundle)
+        .output()
+        .expect("umoci (scripts/deps.sh test)");
+    assert!(o.status.success(), "umoci: {}", String::from_utf8_lossy(&o.stderr));
+
+    // Ours: the overlay of the image's snapshots.
+    let store = env.store();
+    let rec = store.resolve(&name).unwrap();
+    let mnt = env.dir.join("mnt");
+    store.mount(&rec, &env.dir.join("rw"), &mnt).unwrap();
+    let ours = tree(&mnt);
+    berth_image::imagestore::unmount(&mnt).unwrap();
+    let reference = tree(&bundle.join("rootfs"));
+    assert_eq!(ours.len(), reference.len());
+    for (path, theirs) in &reference {
+        assert_eq!(ours.get(path), Some(theirs), "{path} differs");
+    }
+    // What the layers say: whiteout, opaque directory, hardlink, setuid, owners, absolute link.
+    assert!(!ours.contains_key("data/gone"));
+    assert_eq!(ours["opq/c"].4, b"c\n");
+    assert!(!ours.contains_key("opq/a"));
+    assert_eq!(ours["bin/suid"].1, 0o4755);
+    assert_eq!((ours["home/user/notes"].2, ours["home/user/notes"].3), (1000, 1000));
+    assert_eq!(ours["usr/bin"].4, b"/bin");
+    assert_eq!(ours["etc/motd"].4, b"layer two\n");
+    // Nothing mounted is left.
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mi.contains(mnt.to_str().unwrap()));
+}
+
+#[test]
+fn corrupted_blob_is_rejected_and_nothing_is_kept() {
+    let env = Env::new("corrupt");
+    let reg = Registry::start("corrupt", "");
+    let layout = env.dir.join("layout");
+    make_layout(&layout, "t1");
+    reg.push_layout(&layout, "t1", "test/bb:t1");
+    // Flip a byte in the registry's copy of the big (busybox) layer: same size, wrong digest.
+    let index: Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let idx_digest = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let blob = |d: &str| layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+    let idx: Value = serde_json::from_slice(&std::fs::read(blob(&idx_digest)).unwrap()).unwrap();
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(blob(idx["manifests"][0]["digest"].as_str().unwrap())).unwrap()).unwrap();
+    let layer = m["layers"][0]["digest"].as_str().unwrap().to_string();
+    let f = reg.blob_file(&layer);
+    let mut data = std::fs::read(&f).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 0xff;
+    std::fs::write(&f, &data).unwrap();
+
+    let err = env.fail(&["pull", &format!("{}/test/bb:t1", reg.addr)]);
+    assert!(err.contains(&layer[7..19]) || err.contains(&layer), "{err}");
+    assert!(env.ok(&["images", "-q"]).is_empty());
+    let blobs = env.data_root().join("image/content/blobs/sha256");
+    assert!(!blobs.join(&layer[7..]).exists(), "a corrupt blob became visible");
+    let snaps: Vec<String> = std::fs::read_dir(env.data_root().join("image/snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(snaps.iter().all(|s| !s.starts_with("tmp-")), "unpack leftovers: {snaps:?}");
+}

@@ -1,0 +1,749 @@
+//! The image store: blobs ([`Store`]), layer snapshots keyed by chain id, and the image
+//! metadata database, tied together.
+//!
+//! ```text
+//! <root>/content/            the blob store (blobs/sha256/<hex>, ingest/)
+//! <root>/snapshots/<hex>/    one unpacked layer, <hex> = its chain id
+//!     fs/                    the layer in overlayfs format (whiteouts as 0:0 char devices,
+//!                            opaque dirs with trusted.overlay.opaque=y)
+//!     info.json              {diff_id, size, parent}
+//! <root>/snapshots/tmp-*/    an unpack in progress (renamed into place when complete)
+//! <root>/meta.db             redb: references, images, holders
+//! <root>/meta.lock           flock serialising database access between processes
+//! ```
+//!
+//! Metadata lives in redb rather than SQLite: pure Rust (no C library to build), ACID with
+//! copy-on-write pages and checksums, small. redb lets one process open a file at a time, so
+//! every operation takes `meta.lock` (blocking flock), opens the database, runs one
+//! transaction and closes it: two `berth` processes interleave safely, and a killed one
+//! leaves at most an uncommitted transaction, which redb discards.
+//!
+//! Invariants:
+//! - A snapshot directory exists under its chain id only once completely unpacked and its
+//!   layer blob verified; a crash leaves a `tmp-*` directory that GC removes.
+//! - An image record is written only after its config, manifest and every layer snapshot
+//!   are in place, in one transaction with its references.
+//! - GC removes only what no image record and no holder (container) reaches.
+
+use crate::digest::{Digest, Hasher};
+use crate::error::{Context, Error, ErrorKind, Result};
+use crate::reference::Reference;
+use crate::store::Store;
+use crate::sys;
+use crate::unpack::{apply_layer, ApplyMode};
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+const REFS: TableDefinition<&str, &str> = TableDefinition::new("refs");
+const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
+const HOLDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("holders");
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+const SCHEMA_VERSION: &str = "1";
+
+/// A layer as the manifest describes it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LayerDesc {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// One image: its ID is the digest of its config (as Docker's).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImageRecord {
+    pub id: Digest,
+    pub config_media_type: String,
+    pub manifest: Digest,
+    pub manifest_media_type: String,
+    /// The index it was selected from, if pulled through one.
+    #[serde(default)]
+    pub index: Option<Digest>,
+    pub layers: Vec<LayerDesc>,
+    pub diff_ids: Vec<Digest>,
+    pub chain_ids: Vec<Digest>,
+    /// Unpacked size of all layers, bytes.
+    pub size: u64,
+    /// `created` from the config (RFC 3339), if any.
+    #[serde(default)]
+    pub created: Option<String>,
+    /// `name@sha256:...` digests the image is known by in registries.
+    #[serde(default)]
+    pub repo_digests: Vec<String>,
+}
+
+/// What `ingest_layer` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingested {
+    /// Blob and snapshot were already present.
+    AlreadyExists,
+    /// Downloaded (from `offset`, when an earlier attempt was resumed) and unpacked.
+    Pulled { resumed_from: u64 },
+    /// The blob was present; only unpacked.
+    Unpacked,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GcReport {
+    pub blobs: Vec<Digest>,
+    pub snapshots: Vec<Digest>,
+    pub bytes: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotInfo {
+    diff_id: Digest,
+    size: u64,
+    parent: Option<Digest>,
+}
+
+pub struct ImageStore {
+    root: PathBuf,
+    content: Store,
+}
+
+/// ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln)).
+pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
+    let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let next = match out.last() {
+            None => d.clone(),
+            Some(prev) => Digest::of(format!("{prev} {d}").as_bytes()),
+        };
+        out.push(next);
+    }
+    out
+}
+
+fn db_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Io, format!("image database: {what}: {e}"))
+}
+
+fn not_found(what: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::NotFound, format!("No such image: {what}"))
+}
+
+/// Counts bytes read and copies them into the ingest writer (the download's one pass).
+struct Tee<'a, R> {
+    inner: R,
+    writer: &'a mut crate::store::Writer,
+    done: u64,
+    progress: &'a mut (dyn FnMut(u64) + Send),
+    /// Set when the source (the network) failed, as opposed to the content being bad.
+    source_failed: &'a AtomicBool,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf).inspect_err(|_| self.source_failed.store(true, Ordering::Relaxed))?;
+        self.writer.write_all(&buf[..n])?;
+        self.done += n as u64;
+        (self.progress)(self.done);
+        Ok(n)
+    }
+}
+
+/// Removes a temporary directory unless disarmed.
+struct TmpDir(Option<PathBuf>);
+
+impl TmpDir {
+    fn join(&self, p: &str) -> PathBuf {
+        self.0.as_ref().expect("armed").join(p)
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = fs::remove_dir_all(p);
+        }
+    }
+}
+
+impl ImageStore {
+    pub fn open(root: impl Into<PathBuf>) -> Result<ImageStore> {
+        let root = root.into();
+        for d in [root.clone(), root.join("snapshots")] {
+            fs::create_dir_all(&d).ctx(format_args!("creating {}", d.display()))?;
+        }
+        let content = Store::new(root.join("content"))?;
+        let s = ImageStore { root, content };
+        s.with_db(true, |db| {
+            let w = db.begin_write().map_err(|e| db_err("begin", e))?;
+            {
+                let mut m = w.open_table(META).map_err(|e| db_err("open meta", e))?;
+                let v = m.get("schema").map_err(|e| db_err("read schema", e))?.map(|v| v.value().to_string());
+                match v.as_deref() {
+                    None => {
+                        m.insert("schema", SCHEMA_VERSION).map_err(|e| db_err("write schema", e))?;
+                    }
+                    Some(SCHEMA_VERSION) => {}
+                    Some(other) => {
+                        return Err(db_err("schema", format!("version {other} is newer than this berth understands")))
+                    }
+                }
+                w.open_table(REFS).map_err(|e| db_err("open refs", e))?;
+                w.open_table(IMAGES).map_err(|e| db_err("open images", e))?;
+                w.open_table(HOLDERS).map_err(|e| db_err("open holders", e))?;
+            }
+            w.commit().map_err(|e| db_err("commit", e))
+        })?;
+        Ok(s)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn content(&self) -> &Store {
+        &self.content
+    }
+
+    /// Run `f` with the database open, holding `meta.lock` (processes take turns).
+    fn with_db<T>(&self, _write: bool, f: impl FnOnce(&Database) -> Result<T>) -> Result<T> {
+        let lock_path = self.root.join("meta.lock");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .ctx(format_args!("opening {}", lock_path.display()))?;
+        sys::flock_exclusive(lock.as_fd(), false).ctx(format_args!("locking {}", lock_path.display()))?;
+        let db = Database::create(self.root.join("meta.db")).map_err(|e| db_err("open", e))?;
+        let r = f(&db);
+        drop(db);
+        drop(lock);
+        r
+    }
+
+    fn snapshot_dir(&self, chain: &Digest) -> PathBuf {
+        self.root.join("snapshots").join(chain.hex())
+    }
+
+    /// The unpacked layer directory (overlay format) of a snapshot.
+    pub fn snapshot_fs(&self, chain: &Digest) -> PathBuf {
+        self.snapshot_dir(chain).join("fs")
+    }
+
+    pub fn has_snapshot(&self, chain: &Digest) -> bool {
+        self.snapshot_dir(chain).join("info.json").exists()
+    }
+
+    /// Bring one layer in: in a single streaming pass the compressed bytes from `fetch(offset)`
+    /// go into the blob store (digest and size verified at commit), are decompressed, hashed for
+    /// the DiffID and unpacked into a new snapshot. An interrupted earlier download is resumed:
+    /// its bytes are replayed from disk and `fetch` is asked for the rest.
+    #[allow(clippy::too_many_arguments)]
+    pub fn ingest_layer(
+        &self,
+        layer: &LayerDesc,
+        diff_id: &Digest,
+        chain_id: &Digest,
+        parent: Option<&Digest>,
+        fetch: &mut dyn FnMut(u64) -> Result<Box<dyn Read + Send>>,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<Ingested> {
+        if self.has_snapshot(chain_id) && self.content.has(&layer.digest)? {
+            return Ok(Ingested::AlreadyExists);
+        }
+        if self.content.has(&layer.digest)? {
+            let f = self.content.open(&layer.digest)?;
+            self.unpack_into_snapshot(f, layer, diff_id, chain_id, parent)?;
+            return Ok(Ingested::Unpacked);
+        }
+        let mut writer = self.content.writer(&format!("layer-{}", layer.digest))?;
+        // Another process may have finished this layer while we waited for the ingest lock.
+        if self.content.has(&layer.digest)? {
+            drop(writer);
+            if !self.has_snapshot(chain_id) {
+                let f = self.content.open(&layer.digest)?;
+                self.unpack_into_snapshot(f, layer, diff_id, chain_id, parent)?;
+            }
+            return Ok(Ingested::AlreadyExists);
+        }
+        if writer.offset() >= layer.size {
+            writer.reset()?;
+        }
+        let offset = writer.offset();
+        let partial = writer.partial()?.take(offset);
+        let net = fetch(offset)?;
+        progress(offset);
+        let tmp = self.new_tmp()?;
+        let source_failed = AtomicBool::new(false);
+        let result = (|| {
+            let tee = Tee { inner: net, writer: &mut writer, done: offset, progress, source_failed: &source_failed };
+            let mut input = partial.chain(tee);
+            let stats = {
+                let mut decoded = crate::compression::decompress(&mut input)
+                    .map_err(|e| Error::new(e.kind(), format!("layer {}: {e}", layer.digest)))?;
+                apply_layer(&tmp.join("fs"), &mut decoded, ApplyMode::Overlay)
+                    .map_err(|e| Error::new(e.kind(), format!("layer {}: {e}", layer.digest)))?
+            };
+            // Bytes after the compressed stream's end still belong to the blob.
+            io::copy(&mut input, &mut io::sink()).ctx(format_args!("downloading layer {}", layer.digest))?;
+            Ok(stats)
+        })();
+        let stats = match result {
+            Ok(s) => s,
+            Err(e) => {
+                // Bad content (not a broken connection) must not be resumed from: drop it.
+                if !source_failed.load(Ordering::Relaxed) {
+                    let _ = writer.abort();
+                }
+                return Err(e);
+            }
+        };
+        writer.commit(Some(layer.size), Some(&layer.digest))?;
+        self.finish_snapshot(tmp, &stats.diff_id, stats.size, layer, diff_id, chain_id, parent)?;
+        Ok(Ingested::Pulled { resumed_from: offset })
+    }
+
+    fn new_tmp(&self) -> Result<TmpDir> {
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let p = self.root.join("snapshots").join(format!("tmp-{}-{nanos}", std::process::id()));
+        fs::create_dir_all(p.join("fs")).ctx(format_args!("creating {}", p.display()))?;
+        Ok(TmpDir(Some(p)))
+    }
+
+    fn unpack_into_snapshot(
+        &self,
+        blob: File,
+        layer: &LayerDesc,
+        diff_id: &Digest,
+        chain_id: &Digest,
+        parent: Option<&Digest>,
+    ) -> Result<()> {
+        let tmp = self.new_tmp()?;
+        let decoded = crate::compression::decompress(io::BufReader::new(blob))?;
+        let stats = apply_layer(&tmp.join("fs"), decoded, ApplyMode::Overlay)
+            .map_err(|e| Error::new(e.kind(), format!("layer {}: {e}", layer.digest)))?;
+        self.finish_snapshot(tmp, &stats.diff_id, stats.size, layer, diff_id, chain_id, parent)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish_snapshot(
+        &self,
+        mut tmp: TmpDir,
+        got: &Digest,
+        size: u64,
+        layer: &LayerDesc,
+        diff_id: &Digest,
+        chain_id: &Digest,
+        parent: Option<&Digest>,
+    ) -> Result<()> {
+        if got != diff_id {
+            return Err(Error::new(
+                ErrorKind::DigestMismatch,
+                format!("layer {}: uncompressed content is {got}, but the image config says {diff_id}", layer.digest),
+            ));
+        }
+        let dir = tmp.0.clone().expect("armed");
+        let info = SnapshotInfo { diff_id: diff_id.clone(), size, parent: parent.cloned() };
+        fs::write(dir.join("info.json"), serde_json::to_vec(&info).unwrap_or_default())
+            .ctx(format_args!("writing {}", dir.display()))?;
+        let dest = self.snapshot_dir(chain_id);
+        if dest.join("info.json").exists() {
+            return Ok(()); // another process finished the same layer first; tmp is dropped
+        }
+        let _ = fs::remove_dir_all(&dest); // a partial leftover without info.json
+        match fs::rename(&dir, &dest) {
+            Ok(()) => {
+                tmp.0 = None;
+                Ok(())
+            }
+            Err(_) if dest.join("info.json").exists() => Ok(()),
+            Err(e) => Err(Error::io(format!("moving snapshot into {}", dest.display()), e)),
+        }
+    }
+
+    /// Record an image whose layers are all unpacked: stores its config and manifest blobs,
+    /// points `names` at it and, when it came from repository `repo`, records its repo digest
+    /// (`name@sha256:...` of the index or manifest), in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub fn register(
+        &self,
+        names: &[Reference],
+        repo: Option<&Reference>,
+        manifest: &[u8],
+        manifest_media_type: &str,
+        config: &[u8],
+        config_media_type: &str,
+        layers: &[LayerDesc],
+        index: Option<(&[u8], &Digest)>,
+    ) -> Result<ImageRecord> {
+        let cfg: serde_json::Value = serde_json::from_slice(config)
+            .map_err(|e| Error::new(ErrorKind::InvalidLayer, format!("image config is not valid JSON: {e}")))?;
+        let diff_ids: Vec<Digest> = cfg["rootfs"]["diff_ids"]
+            .as_array()
+            .ok_or_else(|| Error::new(ErrorKind::InvalidLayer, "image config has no rootfs.diff_ids"))?
+            .iter()
+            .map(|d| Digest::parse(d.as_str().unwrap_or("")))
+            .collect::<Result<_>>()?;
+        if diff_ids.len() != layers.len() {
+            return Err(Error::new(
+                ErrorKind::InvalidLayer,
+                format!("image config lists {} layers but the manifest {}", diff_ids.len(), layers.len()),
+            ));
+        }
+        let chains = chain_ids(&diff_ids);
+        let mut size = 0;
+        for c in &chains {
+            let info: SnapshotInfo = fs::read(self.snapshot_dir(c).join("info.json"))
+                .ok()
+                .and_then(|d| serde_json::from_slice(&d).ok())
+                .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("layer snapshot {c} is missing")))?;
+            size += info.size;
+        }
+        let id = self.content.write_blob(config, None)?;
+        let mdigest = self.content.write_blob(manifest, None)?;
+        let index_digest = match index {
+            Some((bytes, d)) => Some(self.content.write_blob(bytes, Some(d))?),
+            None => None,
+        };
+        let mut rec = ImageRecord {
+            id: id.clone(),
+            config_media_type: config_media_type.to_string(),
+            manifest: mdigest.clone(),
+            manifest_media_type: manifest_media_type.to_string(),
+            index: index_digest.clone(),
+            layers: layers.to_vec(),
+            diff_ids,
+            chain_ids: chains,
+            size,
+            created: cfg["created"].as_str().map(str::to_string),
+            repo_digests: Vec::new(),
+        };
+        self.with_db(true, |db| {
+            let w = db.begin_write().map_err(|e| db_err("begin", e))?;
+            {
+                let mut images = w.open_table(IMAGES).map_err(|e| db_err("open images", e))?;
+                if let Some(old) = images.get(id.as_str()).map_err(|e| db_err("read image", e))? {
+                    if let Ok(old) = serde_json::from_slice::<ImageRecord>(old.value()) {
+                        rec.repo_digests = old.repo_digests;
+                    }
+                }
+                if let Some(repo) = repo {
+                    let rd = format!("{}@{}", repo.name(), index_digest.as_ref().unwrap_or(&mdigest));
+                    if !rec.repo_digests.contains(&rd) {
+                        rec.repo_digests.push(rd);
+                    }
+                }
+                images
+                    .insert(id.as_str(), serde_json::to_vec(&rec).unwrap_or_default().as_slice())
+                    .map_err(|e| db_err("write image", e))?;
+                let mut refs = w.open_table(REFS).map_err(|e| db_err("open refs", e))?;
+                for n in names {
+                    refs.insert(n.to_string().as_str(), id.as_str()).map_err(|e| db_err("write reference", e))?;
+                }
+            }
+            w.commit().map_err(|e| db_err("commit", e))
+        })?;
+        Ok(rec)
+    }
+
+    /// All images with their references (sorted).
+    pub fn list(&self) -> Result<Vec<(ImageRecord, Vec<String>)>> {
+        self.with_db(false, |db| {
+            let r = db.begin_read().map_err(|e| db_err("begin", e))?;
+            let images = r.open_table(IMAGES).map_err(|e| db_err("open images", e))?;
+            let refs = r.open_table(REFS).map_err(|e| db_err("open refs", e))?;
+            let mut by_id: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for item in refs.iter().map_err(|e| db_err("list references", e))? {
+                let (k, v) = item.map_err(|e| db_err("list references", e))?;
+                by_id.entry(v.value().to_string()).or_default().push(k.value().to_string());
+            }
+            let mut out = Vec::new();
+            for item in images.iter().map_err(|e| db_err("list images", e))? {
+                let (k, v) = item.map_err(|e| db_err("list images", e))?;
+                let rec: ImageRecord =
+                    serde_json::from_slice(v.value()).map_err(|e| db_err(&format!("image {}", k.value()), e))?;
+                let names = by_id.remove(k.value()).unwrap_or_default();
+                out.push((rec, names));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Find an image by reference (`busybox`, `host:5000/x:tag`, `name@sha256:...`), by full
+    /// ID (`sha256:...`) or by a unique ID prefix.
+    pub fn resolve(&self, s: &str) -> Result<ImageRecord> {
+        let all = self.list()?;
+        if let Ok(r) = Reference::parse(s) {
+            let full = r.to_string();
+            if let Some((rec, _)) = all.iter().find(|(_, names)| names.contains(&full)) {
+                return Ok(rec.clone());
+            }
+            if let Some(d) = r.digest() {
+                let want = format!("{}@{d}", r.name());
+                if let Some((rec, _)) = all.iter().find(|(rec, _)| rec.repo_digests.contains(&want)) {
+                    return Ok(rec.clone());
+                }
+            }
+        }
+        let hex = s.strip_prefix("sha256:").unwrap_or(s);
+        if !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let hits: Vec<&ImageRecord> = all.iter().map(|(r, _)| r).filter(|r| r.id.hex().starts_with(hex)).collect();
+            match hits.len() {
+                1 => return Ok(hits[0].clone()),
+                0 => {}
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidReference,
+                        format!("image ID prefix {s:?} is ambiguous ({} images)", hits.len()),
+                    ))
+                }
+            }
+        }
+        Err(not_found(s))
+    }
+
+    /// Point `target` at the image `source` names.
+    pub fn tag(&self, source: &str, target: &Reference) -> Result<ImageRecord> {
+        let rec = self.resolve(source)?;
+        if target.digest().is_some() {
+            return Err(Error::new(
+                ErrorKind::InvalidReference,
+                format!("refusing to create a tag with a digest: {target}"),
+            ));
+        }
+        self.with_db(true, |db| {
+            let w = db.begin_write().map_err(|e| db_err("begin", e))?;
+            {
+                let mut refs = w.open_table(REFS).map_err(|e| db_err("open refs", e))?;
+                refs.insert(target.to_string().as_str(), rec.id.as_str()).map_err(|e| db_err("write reference", e))?;
+            }
+            w.commit().map_err(|e| db_err("commit", e))
+        })?;
+        Ok(rec)
+    }
+
+    /// `rmi`: untag a reference; when no reference is left (or an ID was given), delete the
+    /// image record, then collect what nothing uses. Returns the lines Docker prints
+    /// (`Untagged: ...`, `Deleted: ...`).
+    pub fn remove(&self, s: &str, force: bool) -> Result<Vec<String>> {
+        let rec = self.resolve(s)?;
+        let by_ref = Reference::parse(s).ok().map(|r| r.to_string());
+        let mut out = Vec::new();
+        let holders = self.holders_of(&rec.id)?;
+        self.with_db(true, |db| {
+            let w = db.begin_write().map_err(|e| db_err("begin", e))?;
+            {
+                let mut refs = w.open_table(REFS).map_err(|e| db_err("open refs", e))?;
+                let mut names = Vec::new();
+                for item in refs.iter().map_err(|e| db_err("list references", e))? {
+                    let (k, v) = item.map_err(|e| db_err("list references", e))?;
+                    if v.value() == rec.id.as_str() {
+                        names.push(k.value().to_string());
+                    }
+                }
+                let untag: Vec<String> = match &by_ref {
+                    Some(r) if names.contains(r) => vec![r.clone()],
+                    _ if names.len() > 1 && !force => {
+                        return Err(Error::new(
+                            ErrorKind::InvalidReference,
+                            format!(
+                                "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                                &rec.id.hex()[..12]
+                            ),
+                        ))
+                    }
+                    _ => names.clone(),
+                };
+                let remaining = names.len() - untag.len();
+                if remaining == 0 && !holders.is_empty() && !force {
+                    return Err(Error::new(
+                        ErrorKind::Busy,
+                        format!(
+                            "conflict: unable to remove {s}: image {} is used by container {}",
+                            &rec.id.hex()[..12],
+                            holders[0]
+                        ),
+                    ));
+                }
+                for n in &untag {
+                    refs.remove(n.as_str()).map_err(|e| db_err("remove reference", e))?;
+                    out.push(format!("Untagged: {}", Reference::parse(n).map(|r| r.familiar()).unwrap_or(n.clone())));
+                }
+                if remaining == 0 && holders.is_empty() {
+                    let mut images = w.open_table(IMAGES).map_err(|e| db_err("open images", e))?;
+                    images.remove(rec.id.as_str()).map_err(|e| db_err("remove image", e))?;
+                    out.push(format!("Deleted: {}", rec.id));
+                }
+            }
+            w.commit().map_err(|e| db_err("commit", e))
+        })?;
+        if out.iter().any(|l| l.starts_with("Deleted:")) {
+            self.gc()?;
+        }
+        Ok(out)
+    }
+
+    /// Record that `holder` (a container) uses `image`: GC keeps its layers.
+    pub fn hold(&self, holder: &str, image: &Digest) -> Result<()> {
+        self.with_db(true, |db| {
+            let w = db.begin_write().map_err(|e| db_err("begin", e))?;
+            {
+                let mut t = w.open_table(HOLDERS).map_err(|e| db_err("open holders", e))?;
+                t.insert(holder, image.as_str().as_bytes()).map_err(|e| db_err("write holder", e))?;
+            }
+            w.commit().map_err(|e| db_err("commit", e))
+        })
+    }
+
+    pub fn release(&self, holder: &str) -> Result<()> {
+        self.with_db(true, |db| {
+            let w = db.begin_write().map_err(|e| db_err("begin", e))?;
+            {
+                let mut t = w.open_table(HOLDERS).map_err(|e| db_err("open holders", e))?;
+                t.remove(holder).map_err(|e| db_err("remove holder", e))?;
+            }
+            w.commit().map_err(|e| db_err("commit", e))
+        })
+    }
+
+    fn holders(&self) -> Result<Vec<(String, String)>> {
+        self.with_db(false, |db| {
+            let r = db.begin_read().map_err(|e| db_err("begin", e))?;
+            let t = r.open_table(HOLDERS).map_err(|e| db_err("open holders", e))?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(|e| db_err("list holders", e))? {
+                let (k, v) = item.map_err(|e| db_err("list holders", e))?;
+                out.push((k.value().to_string(), String::from_utf8_lossy(v.value()).into_owned()));
+            }
+            Ok(out)
+        })
+    }
+
+    fn holders_of(&self, id: &Digest) -> Result<Vec<String>> {
+        Ok(self.holders()?.into_iter().filter(|(_, i)| i == id.as_str()).map(|(h, _)| h).collect())
+    }
+
+    /// The unpacked size of a layer snapshot, if it exists.
+    pub fn snapshot_size(&self, chain: &Digest) -> Option<u64> {
+        let d = fs::read(self.snapshot_dir(chain).join("info.json")).ok()?;
+        serde_json::from_slice::<SnapshotInfo>(&d).ok().map(|i| i.size)
+    }
+
+    /// The image's config, parsed.
+    pub fn config(&self, rec: &ImageRecord) -> Result<serde_json::Value> {
+        let data = self.content.read(&rec.id, 64 << 20)?;
+        serde_json::from_slice(&data)
+            .map_err(|e| Error::new(ErrorKind::InvalidLayer, format!("image config {} is not valid JSON: {e}", rec.id)))
+    }
+
+    /// The snapshot directories of an image's root filesystem, bottom layer first.
+    pub fn rootfs_layers(&self, rec: &ImageRecord) -> Vec<PathBuf> {
+        rec.chain_ids.iter().map(|c| self.snapshot_fs(c)).collect()
+    }
+
+    /// Mount the image's layers at `target` with overlayfs, writable through `rw`
+    /// (`rw/upper`, `rw/work` are created). Undo with [`unmount`].
+    pub fn mount(&self, rec: &ImageRecord, rw: &Path, target: &Path) -> Result<()> {
+        let upper = rw.join("upper");
+        let work = rw.join("work");
+        for d in [&upper, &work, &target.to_path_buf()] {
+            fs::create_dir_all(d).ctx(format_args!("creating {}", d.display()))?;
+        }
+        let lower: Vec<String> = self.rootfs_layers(rec).iter().rev().map(|p| p.display().to_string()).collect();
+        if lower.iter().any(|l| l.contains(':') || l.contains(',')) {
+            return Err(Error::new(ErrorKind::Io, "snapshot paths must not contain ':' or ','"));
+        }
+        let opts = format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), upper.display(), work.display());
+        if opts.len() >= 4000 {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!("image has too many layers ({}) for one overlay mount option string", lower.len()),
+            ));
+        }
+        sys::mount_overlay(target, &opts).ctx(format_args!("mounting overlay at {}", target.display()))
+    }
+
+    /// Every blob and snapshot an image record or holder reaches is kept; the rest, stale
+    /// unpack directories and ingests untouched for a day are removed.
+    pub fn gc(&self) -> Result<GcReport> {
+        let images = self.list()?;
+        let mut keep_blobs: BTreeSet<Digest> = BTreeSet::new();
+        let mut keep_snaps: BTreeSet<String> = BTreeSet::new();
+        for (rec, _) in &images {
+            keep_blobs.insert(rec.id.clone());
+            keep_blobs.insert(rec.manifest.clone());
+            if let Some(i) = &rec.index {
+                keep_blobs.insert(i.clone());
+            }
+            keep_blobs.extend(rec.layers.iter().map(|l| l.digest.clone()));
+            keep_snaps.extend(rec.chain_ids.iter().map(|c| c.hex().to_string()));
+        }
+        let mut report = GcReport::default();
+        for d in self.content.list()? {
+            if !keep_blobs.contains(&d) {
+                report.bytes += self.content.size(&d).unwrap_or(0);
+                if self.content.delete(&d)? {
+                    report.blobs.push(d);
+                }
+            }
+        }
+        let snaps = self.root.join("snapshots");
+        for e in fs::read_dir(&snaps).ctx(format_args!("listing {}", snaps.display()))? {
+            let e = e.ctx(format_args!("listing {}", snaps.display()))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stale_tmp = name.starts_with("tmp-") && !tmp_owner_alive(&name);
+            if stale_tmp || (!name.starts_with("tmp-") && !keep_snaps.contains(&name)) {
+                report.bytes += dir_size(&e.path());
+                fs::remove_dir_all(e.path()).ctx(format_args!("removing {}", e.path().display()))?;
+                if let Ok(d) = Digest::from_hex(&name) {
+                    report.snapshots.push(d);
+                }
+            }
+        }
+        let day = std::time::Duration::from_secs(24 * 3600);
+        for i in self.content.ingests()? {
+            if i.updated.elapsed().is_ok_and(|age| age > day) {
+                if let Ok(w) = self.content.try_writer(&i.reference) {
+                    w.abort()?;
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// `tmp-<pid>-<nanos>`: the unpack is stale when its process is gone.
+fn tmp_owner_alive(name: &str) -> bool {
+    let pid: i32 = name.split('-').nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    pid > 0 && Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let mut n = 0;
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                n += m.len();
+            }
+        }
+    }
+    n
+}
+
+/// Unmount a root filesystem mounted by [`ImageStore::mount`].
+pub fn unmount(target: &Path) -> Result<()> {
+    sys::umount(target).ctx(format_args!("unmounting {}", target.display()))
+}
+
+/// sha256 of the bytes as a [`Digest`] (re-exported for callers hashing configs).
+pub fn digest_of(data: &[u8]) -> Digest {
+    let mut h = Hasher::new();
+    h.update(data);
+    h.finish()
+}
