@@ -454,6 +454,19 @@ fn cmd_push(cli: &ImageCli, a: &PushArgs) -> Result<i32> {
             }
             continue;
         }
+        // Cross-repository mount from a repository of the same registry that has the image.
+        let from = rec.repo_digests.iter().filter_map(|rd| rd.split_once('@')).find_map(|(n, _)| {
+            let src = Reference::parse(n).ok()?;
+            (src.domain() == r.domain() && src.path() != r.path()).then(|| src.path().to_string())
+        });
+        if let Some(from) = from {
+            if c.mount_blob(&r, d, &from).map_err(e)? {
+                if d != &rec.id {
+                    p.line(&format!("{id}: Mounted from {from}"));
+                }
+                continue;
+            }
+        }
         let item = p.item(id, *size, "Pushing");
         let mut f = store.content().open(d).map_err(e)?;
         c.upload_blob(&r, d, *size, &mut f, 16 << 20, &mut |n| item.set_position(n)).map_err(e)?;

@@ -253,3 +253,59 @@ fn corrupted_blob_is_rejected_and_nothing_is_kept() {
         .collect();
     assert!(snaps.iter().all(|s| !s.starts_with("tmp-")), "unpack leftovers: {snaps:?}");
 }
+
+#[test]
+fn push_then_skopeo_reads_it_back() {
+    let env = Env::new("push");
+    let reg = Registry::start("push", "");
+    let layout = env.dir.join("layout");
+    make_layout(&layout, "t1");
+    reg.push_layout(&layout, "t1", "test/bb:t1");
+    let src = format!("{}/test/bb:t1", reg.addr);
+    env.ok(&["pull", &src]);
+
+    // Same registry, another repository: the layers are mounted, not uploaded.
+    let dst = format!("{}/other/copy:v2", reg.addr);
+    env.ok(&["tag", &src, &dst]);
+    let o = env.berth(&["push", &dst]);
+    let log = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{log}");
+    assert_eq!(log.matches("Mounted from test/bb").count(), 2, "{log}");
+    assert!(log.contains("v2: digest: sha256:"), "{log}");
+
+    // Pushed again: the registry has everything (HEAD), nothing is sent.
+    let log = String::from_utf8_lossy(&env.berth(&["push", &dst]).stderr).into_owned();
+    assert_eq!(log.matches("Layer already exists").count(), 2, "{log}");
+    assert!(!log.contains("Pushed"), "{log}");
+
+    // A registry that has nothing: everything is uploaded; skopeo reads the image back intact.
+    let reg2 = Registry::start("push2", "");
+    let dst2 = format!("{}/fresh/img:v3", reg2.addr);
+    env.ok(&["tag", &src, &dst2]);
+    let log = String::from_utf8_lossy(&env.berth(&["push", &dst2]).stderr).into_owned();
+    assert_eq!(log.matches("Pushed").count(), 3, "two layers and the config: {log}");
+    let o = Command::new("skopeo").args(["inspect", "--tls-verify=false"]).arg(format!("docker://{dst2}")).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let info: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(info["Architecture"], "amd64");
+    assert_eq!(info["Layers"].as_array().unwrap().len(), 2);
+    let back = env.dir.join("back");
+    let o = Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{dst2}"))
+        .arg(format!("oci:{}:v3", back.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Every blob skopeo fetched (it verifies digests) is one we pushed from the original layout.
+    for e in std::fs::read_dir(back.join("blobs/sha256")).unwrap() {
+        let name = e.unwrap().file_name();
+        if std::fs::read(back.join("blobs/sha256").join(&name)).unwrap().starts_with(b"{") {
+            continue; // manifests and configs are compared above
+        }
+        assert!(layout.join("blobs/sha256").join(&name).exists(), "unexpected layer {name:?}");
+    }
+    // Pushing an image that does not exist locally is one clear error.
+    let err = env.fail(&["push", &format!("{}/nothing/here:v1", reg2.addr)]);
+    assert!(err.contains("does not exist locally"), "{err}");
+}
