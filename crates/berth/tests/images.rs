@@ -284,7 +284,11 @@ fn push_then_skopeo_reads_it_back() {
     env.ok(&["tag", &src, &dst2]);
     let log = String::from_utf8_lossy(&env.berth(&["push", &dst2]).stderr).into_owned();
     assert_eq!(log.matches("Pushed").count(), 3, "two layers and the config: {log}");
-    let o = Command::new("skopeo").args(["inspect", "--tls-verify=false"]).arg(format!("docker://{dst2}")).output().unwrap();
+    let o = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false"])
+        .arg(format!("docker://{dst2}"))
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let info: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(info["Architecture"], "amd64");
@@ -308,4 +312,124 @@ fn push_then_skopeo_reads_it_back() {
     // Pushing an image that does not exist locally is one clear error.
     let err = env.fail(&["push", &format!("{}/nothing/here:v1", reg2.addr)]);
     assert!(err.contains("does not exist locally"), "{err}");
+}
+
+/// The token server of tests/fixtures/token_server.py, killed on drop.
+struct TokenServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn token_server(dir: &Path, user: &str, password: &str) -> TokenServer {
+    let key = dir.join("key.pem");
+    let cert = dir.join("cert.pem");
+    let o = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=berth-test-token"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (scripts/deps.sh test)");
+    assert!(o.status.success(), "openssl: {}", String::from_utf8_lossy(&o.stderr));
+    let port_file = dir.join("token-port");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/token_server.py");
+    let child = Command::new("python3")
+        .arg(script)
+        .arg(&port_file)
+        .arg(&key)
+        .arg(&cert)
+        .args(["berth-test-issuer", user, password])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ts = TokenServer { child, port: 0 };
+    for _ in 0..500 {
+        if let Ok(p) = std::fs::read_to_string(&port_file) {
+            ts.port = p.trim().parse().unwrap();
+            return ts;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("token server did not start");
+}
+
+#[test]
+fn token_auth_login_pull_push_logout() {
+    let env = Env::new("token");
+    let ts = token_server(&env.dir, "alice", "s3cret");
+    let cert = env.dir.join("cert.pem");
+    let reg = Registry::start(
+        "token",
+        &format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: berth-test-registry\n    issuer: berth-test-issuer\n    rootcertbundle: {}\n",
+            ts.port,
+            cert.display()
+        ),
+    );
+    let layout = env.dir.join("layout");
+    make_layout(&layout, "t1");
+    let o = Command::new("skopeo")
+        .args(["copy", "--all", "--dest-tls-verify=false", "--dest-creds", "alice:s3cret"])
+        .arg(format!("oci:{}:t1", layout.display()))
+        .arg(format!("docker://{}/private/bb:t1", reg.addr))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "skopeo through token auth: {}", String::from_utf8_lossy(&o.stderr));
+    let image = format!("{}/private/bb:t1", reg.addr);
+
+    // Anonymous: the token carries no access and the registry refuses.
+    let err = env.fail(&["pull", &image]);
+    assert!(
+        err.contains("registry") && (err.contains("authentication required") || err.contains("UNAUTHORIZED")),
+        "{err}"
+    );
+
+    // Wrong password: login fails and stores nothing.
+    let login = |pw: &str| {
+        let mut c = Command::new(BERTH);
+        c.arg("--data-root").arg(env.data_root());
+        c.args(["login", "-u", "alice", "--password-stdin", &reg.addr]);
+        c.env("DOCKER_CONFIG", env.dir.join("docker-config"));
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut ch = c.spawn().unwrap();
+        use std::io::Write;
+        ch.stdin.take().unwrap().write_all(format!("{pw}\n").as_bytes()).unwrap();
+        ch.wait_with_output().unwrap()
+    };
+    let o = login("wrong");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("wrong username or password"), "{o:?}");
+    assert!(!env.dir.join("docker-config/config.json").exists());
+
+    let o = login("s3cret");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "Login Succeeded\n");
+    let cfg: Value =
+        serde_json::from_slice(&std::fs::read(env.dir.join("docker-config/config.json")).unwrap()).unwrap();
+    assert!(cfg["auths"][reg.addr.as_str()]["auth"].is_string(), "{cfg}");
+
+    // With the stored credentials: pull, then push to another repository (push scope).
+    env.ok(&["pull", &image]);
+    let dst = format!("{}/private/copy:v1", reg.addr);
+    env.ok(&["tag", &image, &dst]);
+    env.ok(&["push", &dst]);
+    let o = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--creds", "alice:s3cret"])
+        .arg(format!("docker://{dst}"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Logout removes the credentials; pulling fails again.
+    assert!(env.ok(&["logout", &reg.addr]).contains("Removing login credentials"));
+    env.ok(&["rmi", "-f", &image]);
+    env.fail(&["pull", &image]);
 }
