@@ -10,8 +10,6 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::str::FromStr;
 
-use sha2::{Digest as _, Sha256};
-
 use crate::error::{quoted, Error, ErrorKind, Result};
 
 const SHA256_HEX_LEN: usize = 64;
@@ -78,7 +76,9 @@ impl Digest {
 
     /// Hash a byte slice.
     pub fn of(data: &[u8]) -> Digest {
-        Digest::from_sha256(Sha256::digest(data).into())
+        let mut h = Hasher::new();
+        h.update(data);
+        h.finish()
     }
 
     /// Build from a bare 64-character lowercase hex string (as found in `blobs/sha256/<hex>`).
@@ -160,10 +160,26 @@ impl<'de> serde::Deserialize<'de> for Digest {
 }
 
 /// A streaming sha256 that also counts bytes. Feed it with [`Hasher::update`] or as an [`io::Write`].
-#[derive(Clone, Default)]
+///
+/// The hashing is ring's (assembly with SHA extensions or AVX2 where the CPU has them): pulls
+/// hash every layer twice (compressed and uncompressed), and the portable implementation was
+/// the largest single cost of a pull.
+#[derive(Clone)]
 pub struct Hasher {
-    sha: Sha256,
+    sha: ring::digest::Context,
     len: u64,
+}
+
+impl Default for Hasher {
+    fn default() -> Hasher {
+        Hasher { sha: ring::digest::Context::new(&ring::digest::SHA256), len: 0 }
+    }
+}
+
+fn to_array(d: ring::digest::Digest) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
 }
 
 impl Hasher {
@@ -187,11 +203,11 @@ impl Hasher {
 
     /// The digest of everything hashed so far; the hasher can keep going.
     pub fn digest(&self) -> Digest {
-        Digest::from_sha256(self.sha.clone().finalize().into())
+        Digest::from_sha256(to_array(self.sha.clone().finish()))
     }
 
     pub fn finish(self) -> Digest {
-        Digest::from_sha256(self.sha.finalize().into())
+        Digest::from_sha256(to_array(self.sha.finish()))
     }
 }
 
