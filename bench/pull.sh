@@ -51,6 +51,7 @@ printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdir
   "$work/reg/data" "$port" >"$work/reg/config.yml"
 docker-registry serve "$work/reg/config.yml" >"$work/reg/log" 2>&1 &
 reg_pid=$!
+disown "$reg_pid"
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 ref=127.0.0.1:$port/bench/image:latest
 skopeo copy -q --dest-tls-verify=false "oci:$cache/v1:bench" "docker://$ref"

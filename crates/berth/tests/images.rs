@@ -433,3 +433,65 @@ fn token_auth_login_pull_push_logout() {
     env.ok(&["rmi", "-f", &image]);
     env.fail(&["pull", &image]);
 }
+
+#[test]
+fn killed_pull_resumes_and_leaves_a_consistent_store() {
+    let env = Env::new("kill");
+    let reg = Registry::start("kill", "");
+    let layout = env.dir.join("layout");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/mkbig.py");
+    let o = Command::new("python3").arg(script).arg(&layout).arg("96").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    reg.push_layout(&layout, "big", "test/big:v1");
+    let image = format!("{}/test/big:v1", reg.addr);
+
+    let mut child = Command::new(BERTH)
+        .arg("--data-root")
+        .arg(env.data_root())
+        .args(["pull", "-q", &image])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once part of the layer is on disk.
+    let ingest = env.data_root().join("image/content/ingest");
+    let partial = |min: u64| {
+        std::fs::read_dir(&ingest)
+            .ok()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| std::fs::metadata(e.path().join("data")).is_ok_and(|m| m.len() >= min))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !partial(4 << 20) {
+        assert!(child.try_wait().unwrap().is_none(), "the pull finished before it could be interrupted");
+        assert!(std::time::Instant::now() < deadline, "no download progress");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(env.ok(&["images", "-q"]).is_empty(), "a half-pulled image is listed");
+
+    // Pull again: it resumes the interrupted download and completes.
+    let o = env.berth(&["pull", &image]);
+    let log = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("resumed at byte"), "{log}");
+    assert_eq!(env.ok(&["images", "-q"]).lines().count(), 1);
+    // Consistent: no ingest left, and the dead process's unpack directory goes with prune.
+    assert_eq!(count_files(&ingest), 0);
+    env.ok(&["image", "prune", "-f"]);
+    let snaps: Vec<String> = std::fs::read_dir(env.data_root().join("image/snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    assert!(!snaps[0].starts_with("tmp-"));
+    // The unpacked layer is complete: 12 chunks of 8 MiB.
+    let store = env.store();
+    let rec = store.resolve(&image).unwrap();
+    let fs = store.snapshot_fs(&rec.chain_ids[0]);
+    assert_eq!(count_files(&fs), 12);
+    assert_eq!(std::fs::metadata(fs.join("chunk011")).unwrap().len(), 8 << 20);
+}

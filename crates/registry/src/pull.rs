@@ -136,9 +136,14 @@ pub fn pull(
                 let mut report = move |done: u64| progress.downloading(&id2, done, size);
                 match store.ingest_layer(l, &diff_ids[i], &chains[i], parent, &mut fetch, &mut report) {
                     Ok(Ingested::AlreadyExists) => progress.finished(&id, "Already exists"),
-                    Ok(_) => {
+                    Ok(how) => {
                         *downloaded.lock().unwrap_or_else(|e| e.into_inner()) = true;
-                        progress.finished(&id, "Pull complete");
+                        match how {
+                            Ingested::Pulled { resumed_from } if resumed_from > 0 => {
+                                progress.finished(&id, &format!("Pull complete (resumed at byte {resumed_from})"))
+                            }
+                            _ => progress.finished(&id, "Pull complete"),
+                        }
                     }
                     Err(e) => {
                         progress.finished(&id, "Failed");
