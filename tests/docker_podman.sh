@@ -350,7 +350,24 @@ docker_checks() {
   check "docker: logs" logged "$out"
   d rm "$id" >/dev/null
 
-  # Nothing of berth's state outlives the containers.
+  # Image archives both ways: berth save -> docker load (and run), docker save -> berth load.
+  local broot=$work/berth-images want got
+  "$berth" --data-root "$broot" import -c 'CMD ["echo","from-berth"]' "$work/busybox.tar" berth-made/bb:v1 \
+    >/dev/null 2>"$work/last.err"
+  "$berth" --data-root "$broot" save -o "$work/berth-save.tar" berth-made/bb:v1 2>"$work/last.err"
+  out=$(d load -i "$work/berth-save.tar" 2>"$work/last.err")
+  check "docker: loads what berth save wrote" "Loaded image: berth-made/bb:v1" "$out"
+  out=$(drun --rm --runtime berth berth-made/bb:v1 2>"$work/last.err")
+  check "docker: runs the image berth imported and saved (its CMD)" from-berth "$out"
+  d rmi berth-made/bb:v1 >/dev/null 2>&1
+  d save -o "$work/docker-save.tar" "$image" 2>"$work/last.err"
+  out=$("$berth" --data-root "$broot" load -i "$work/docker-save.tar" 2>"$work/last.err")
+  check "berth: loads what docker save wrote" "Loaded image: $image" "$out"
+  want=$(d image inspect -f '{{json .RootFS.Layers}}' "$image")
+  got=$("$berth" --data-root "$broot" image inspect "$image" 2>"$work/last.err" |
+    python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)[0]["RootFS"]["Layers"],separators=(",",":")))')
+  check "berth: same layer DiffIDs as docker after load" "$want" "$got"
+
   # Nothing of berth's state outlives the containers.
   out=$(find "$work/docker/exec"/runtime-*/moby -mindepth 1 -maxdepth 1 2>/dev/null)
   check "docker: no berth state left" "" "$out"

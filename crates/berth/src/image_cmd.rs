@@ -28,9 +28,9 @@ pub enum Cmd {
     Tag { source: String, target: String },
     /// Remove one or more images
     Rmi(RmiArgs),
-    /// Save one or more images to a tar archive (streamed to stdout by default)
+    /// Save one or more images to a docker-archive tar (streamed to stdout by default)
     Save(SaveArgs),
-    /// Load an image from a tar archive or stdin
+    /// Load images from a docker-archive or OCI-layout tar, or stdin
     Load(LoadArgs),
     /// Import the contents from a tarball to create a filesystem image
     Import(ImportArgs),
@@ -167,14 +167,6 @@ pub struct PruneArgs {
     pub force: bool,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
-pub enum ArchiveFormat {
-    /// docker-archive, as `docker save` writes and `docker load` reads
-    Docker,
-    /// OCI image layout in a tar
-    Oci,
-}
-
 #[derive(Args, Debug)]
 pub struct SaveArgs {
     #[arg(required = true)]
@@ -182,9 +174,6 @@ pub struct SaveArgs {
     /// Write to a file instead of stdout
     #[arg(short, long)]
     pub output: Option<PathBuf>,
-    /// Archive format
-    #[arg(long, value_enum, default_value_t = ArchiveFormat::Docker)]
-    pub format: ArchiveFormat,
 }
 
 #[derive(Args, Debug)]
@@ -304,13 +293,9 @@ fn dispatch(cli: &ImageCli) -> Result<i32> {
         Cmd::Image { cmd: ImageSub::Inspect(a) } => cmd_inspect(cli, a),
         Cmd::Image { cmd: ImageSub::History(a) } => cmd_history(cli, a),
         Cmd::Image { cmd: ImageSub::Prune(a) } => cmd_prune(cli, a),
-        Cmd::Save(_) | Cmd::Image { cmd: ImageSub::Save(_) } => {
-            Err("save is not implemented yet (docker-archive/OCI export is planned); nothing was written".into())
-        }
-        Cmd::Load(_) | Cmd::Image { cmd: ImageSub::Load(_) } => {
-            Err("load is not implemented yet (docker-archive/OCI import is planned)".into())
-        }
-        Cmd::Import(_) | Cmd::Image { cmd: ImageSub::Import(_) } => Err("import is not implemented yet".into()),
+        Cmd::Save(a) | Cmd::Image { cmd: ImageSub::Save(a) } => cmd_save(cli, a),
+        Cmd::Load(a) | Cmd::Image { cmd: ImageSub::Load(a) } => cmd_load(cli, a),
+        Cmd::Import(a) | Cmd::Image { cmd: ImageSub::Import(a) } => cmd_import(cli, a),
         Cmd::Login(a) => cmd_login(a),
         Cmd::Logout { server } => {
             let domain = server_domain(server.as_deref());
@@ -812,6 +797,192 @@ fn cmd_prune(cli: &ImageCli, a: &PruneArgs) -> Result<i32> {
     Ok(0)
 }
 
+fn cmd_save(cli: &ImageCli, a: &SaveArgs) -> Result<i32> {
+    let store = open_store(cli)?;
+    let all = store.list().map_err(e)?;
+    let mut images: Vec<(ImageRecord, Vec<Reference>)> = Vec::new();
+    for name in &a.images {
+        let rec = store.resolve(name).map_err(e)?;
+        // `save busybox:1` lists that tag; `save <id>` lists none; `save busybox` lists all its tags.
+        let tags: Vec<Reference> = match Reference::parse(name) {
+            Ok(r) if all.iter().any(|(x, n)| x.id == rec.id && n.contains(&r.to_string())) => {
+                let bare = !name.contains(':') || name.rsplit('/').next().is_some_and(|l| !l.contains(':'));
+                all.iter()
+                    .filter(|(x, _)| x.id == rec.id)
+                    .flat_map(|(_, n)| n.iter())
+                    .filter_map(|n| Reference::parse(n).ok())
+                    .filter(|n| n.to_string() == r.to_string() || (bare && n.name() == r.name()))
+                    .collect()
+            }
+            _ => vec![],
+        };
+        match images.iter_mut().find(|(x, _)| x.id == rec.id) {
+            Some((_, t)) => t.extend(tags),
+            None => images.push((rec, tags)),
+        }
+    }
+    match &a.output {
+        Some(path) => {
+            let tmp = path.with_extension("berth-partial");
+            let f = std::fs::File::create(&tmp).map_err(|err| format!("create {}: {err}", tmp.display()))?;
+            let res = berth_image::docker_archive::save(&store, &images, std::io::BufWriter::new(f)).map_err(e);
+            match res
+                .and_then(|_| std::fs::rename(&tmp, path).map_err(|err| format!("write {}: {err}", path.display())))
+            {
+                Ok(()) => Ok(0),
+                Err(err) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    Err(err)
+                }
+            }
+        }
+        None => {
+            if std::io::stdout().is_terminal() {
+                return Err("cowardly refusing to save to a terminal. Use the -o flag or redirect".into());
+            }
+            berth_image::docker_archive::save(&store, &images, std::io::BufWriter::new(std::io::stdout().lock()))
+                .map_err(e)?;
+            Ok(0)
+        }
+    }
+}
+
+fn cmd_load(cli: &ImageCli, a: &LoadArgs) -> Result<i32> {
+    let store = open_store(cli)?;
+    let loaded = match &a.input {
+        Some(p) => {
+            let f = std::fs::File::open(p).map_err(|err| format!("open {}: {err}", p.display()))?;
+            berth_image::docker_archive::load(&store, std::io::BufReader::new(f))
+        }
+        None => {
+            if std::io::stdin().is_terminal() {
+                return Err("requested load from stdin, but stdin is empty".into());
+            }
+            berth_image::docker_archive::load(&store, std::io::stdin().lock())
+        }
+    }
+    .map_err(e)?;
+    if !a.quiet {
+        for l in &loaded {
+            if l.names.is_empty() {
+                println!("Loaded image ID: {}", l.image.id);
+            }
+            for n in &l.names {
+                println!("Loaded image: {}", n.familiar());
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `--change` lines for `import`: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE, STOPSIGNAL.
+fn apply_change(cfg: &mut Value, change: &str) -> Result<()> {
+    let (instr, rest) = change.trim().split_once(char::is_whitespace).unwrap_or((change.trim(), ""));
+    let rest = rest.trim();
+    let cmd_form = |r: &str| -> Value {
+        match serde_json::from_str::<Vec<String>>(r) {
+            Ok(v) => json!(v),
+            Err(_) => json!(["/bin/sh", "-c", r]),
+        }
+    };
+    let kv = |r: &str| -> Vec<(String, String)> {
+        if r.contains('=') {
+            r.split_whitespace()
+                .filter_map(|p| p.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+                .collect()
+        } else {
+            r.split_once(char::is_whitespace)
+                .map(|(k, v)| vec![(k.to_string(), v.trim().to_string())])
+                .unwrap_or_default()
+        }
+    };
+    match instr.to_ascii_uppercase().as_str() {
+        "CMD" => cfg["Cmd"] = cmd_form(rest),
+        "ENTRYPOINT" => cfg["Entrypoint"] = cmd_form(rest),
+        "WORKDIR" => cfg["WorkingDir"] = json!(rest),
+        "USER" => cfg["User"] = json!(rest),
+        "STOPSIGNAL" => cfg["StopSignal"] = json!(rest),
+        "ENV" => {
+            let mut env: Vec<Value> = cfg["Env"].as_array().cloned().unwrap_or_default();
+            for (k, v) in kv(rest) {
+                env.retain(|x| x.as_str().is_none_or(|s| !s.starts_with(&format!("{k}="))));
+                env.push(json!(format!("{k}={v}")));
+            }
+            cfg["Env"] = json!(env);
+        }
+        "LABEL" => {
+            for (k, v) in kv(rest) {
+                if !cfg["Labels"].is_object() {
+                    cfg["Labels"] = json!({});
+                }
+                cfg["Labels"][k] = json!(v);
+            }
+        }
+        "EXPOSE" => {
+            for p in rest.split_whitespace() {
+                let p = if p.contains('/') { p.to_string() } else { format!("{p}/tcp") };
+                if !cfg["ExposedPorts"].is_object() {
+                    cfg["ExposedPorts"] = json!({});
+                }
+                cfg["ExposedPorts"][p] = json!({});
+            }
+        }
+        other => return Err(format!("--change {change:?}: {other} is not supported (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE, STOPSIGNAL)")),
+    }
+    Ok(())
+}
+
+fn now_rfc3339() -> String {
+    let s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let days = s.div_euclid(86400);
+    let secs = s.rem_euclid(86400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+fn cmd_import(cli: &ImageCli, a: &ImportArgs) -> Result<i32> {
+    let platform = match &a.platform {
+        Some(p) => Platform::parse(p).map_err(e)?,
+        None => Platform::host(),
+    };
+    let names = match &a.reference {
+        Some(r) => vec![Reference::parse(r).map_err(e)?],
+        None => vec![],
+    };
+    let mut cfg = json!({});
+    for c in &a.changes {
+        apply_change(&mut cfg, c)?;
+    }
+    let opts = berth_image::docker_archive::ImportOptions {
+        os: platform.os.clone(),
+        architecture: platform.architecture.clone(),
+        variant: platform.variant.clone().filter(|_| platform.architecture != "arm64"),
+        config: cfg,
+        comment: a.message.clone(),
+        created: now_rfc3339(),
+    };
+    let store = open_store(cli)?;
+    let rec = if a.file == "-" {
+        berth_image::docker_archive::import(&store, std::io::stdin(), &names, &opts)
+    } else {
+        let f = std::fs::File::open(&a.file).map_err(|err| format!("open {}: {err}", a.file))?;
+        berth_image::docker_archive::import(&store, std::io::BufReader::new(f), &names, &opts)
+    }
+    .map_err(e)?;
+    println!("{}", rec.id);
+    Ok(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -826,5 +997,16 @@ mod tests {
         assert_eq!(parse_rfc3339("2023-11-14T22:13:20Z"), Some(1_700_000_000));
         assert_eq!(parse_rfc3339("2023-11-14T23:13:20.5+01:00"), Some(1_700_000_000));
         assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(parse_rfc3339(&now_rfc3339()).map(|t| t > 1_700_000_000), Some(true));
+        let mut cfg = json!({});
+        apply_change(&mut cfg, r#"CMD ["sh", "-c", "echo hi"]"#).unwrap();
+        apply_change(&mut cfg, "ENTRYPOINT /init").unwrap();
+        apply_change(&mut cfg, "ENV A=1 B=2").unwrap();
+        apply_change(&mut cfg, "EXPOSE 80 53/udp").unwrap();
+        assert_eq!(cfg["Cmd"], json!(["sh", "-c", "echo hi"]));
+        assert_eq!(cfg["Entrypoint"], json!(["/bin/sh", "-c", "/init"]));
+        assert_eq!(cfg["Env"], json!(["A=1", "B=2"]));
+        assert!(cfg["ExposedPorts"]["80/tcp"].is_object() && cfg["ExposedPorts"]["53/udp"].is_object());
+        assert!(apply_change(&mut cfg, "RUN x").unwrap_err().contains("not supported"));
     }
 }

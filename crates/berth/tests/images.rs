@@ -495,3 +495,79 @@ fn killed_pull_resumes_and_leaves_a_consistent_store() {
     assert_eq!(count_files(&fs), 12);
     assert_eq!(std::fs::metadata(fs.join("chunk011")).unwrap().len(), 8 << 20);
 }
+
+/// An archive member for [`craft_tar`]: name, type ('f' file, 's' symlink, 'l' hardlink), data.
+type Member<'a> = (&'a str, char, &'a [u8]);
+
+/// Build a tar at `out` from (name, type, data) members with python's tarfile (types: f, l, s).
+fn craft_tar(out: &Path, members: &[Member]) {
+    let spec: Vec<Value> =
+        members.iter().map(|(n, t, d)| serde_json::json!([n, t.to_string(), String::from_utf8_lossy(d)])).collect();
+    let py = r#"
+import io, json, sys, tarfile
+with tarfile.open(sys.argv[1], "w") as t:
+    for name, typ, data in json.loads(sys.argv[2]):
+        ti = tarfile.TarInfo(name)
+        if typ == "f":
+            b = data.encode()
+            ti.size = len(b)
+            t.addfile(ti, io.BytesIO(b))
+        else:
+            ti.type = tarfile.SYMTYPE if typ == "s" else tarfile.LNKTYPE
+            ti.linkname = data
+            t.addfile(ti)
+"#;
+    let o = Command::new("python3").args(["-c", py]).arg(out).arg(Value::Array(spec).to_string()).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn load_oci_layout_and_refuse_hostile_archives() {
+    let env = Env::new("load");
+    // An OCI layout as a tar (what `skopeo copy ... oci-archive:` writes).
+    let layout = env.dir.join("layout");
+    let d = make_layout(&layout, "t1");
+    let tarball = env.dir.join("oci.tar");
+    let o = Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&tarball).arg(".").output().unwrap();
+    assert!(o.status.success());
+    let out = env.ok(&["load", "-i", tarball.to_str().unwrap()]);
+    assert!(out.starts_with("Loaded image ID: sha256:"), "{out}");
+    let id = out.trim().rsplit(' ').next().unwrap().to_string();
+    let inspect: Value = serde_json::from_str(&env.ok(&["image", "inspect", &id])).unwrap();
+    assert_eq!(inspect[0]["Architecture"], "amd64");
+    let _ = d;
+
+    let canary = env.dir.join("canary");
+    std::fs::create_dir_all(&canary).unwrap();
+    let cases: Vec<(&str, Vec<Member>, &str)> = vec![
+        ("dotdot", vec![("../canary/x", 'f', b"boom")], "escapes the archive"),
+        ("absolute", vec![("/tmp/x", 'f', b"boom")], "escapes the archive"),
+        ("symlink", vec![("manifest.json", 's', b"/etc/shadow")], "links are not allowed"),
+        ("hardlink", vec![("layer.tar", 'l', b"/etc/shadow")], "links are not allowed"),
+        (
+            "wrong-blob",
+            vec![("blobs/sha256/0000000000000000000000000000000000000000000000000000000000000000", 'f', b"x")],
+            "digest",
+        ),
+        (
+            "missing-layer",
+            vec![("c.json", 'f', b"{}"), ("manifest.json", 'f', br#"[{"Config":"c.json","Layers":["l/layer.tar"]}]"#)],
+            "lacks",
+        ),
+        ("not-an-image", vec![("hello.txt", 'f', b"hi")], "not an image archive"),
+    ];
+    for (name, members, want) in cases {
+        let t = env.dir.join(format!("{name}.tar"));
+        craft_tar(&t, &members);
+        let err = env.fail(&["load", "-i", t.to_str().unwrap()]);
+        assert!(err.contains(want), "{name}: {err}");
+    }
+    // A truncated archive, and garbage.
+    let full = std::fs::read(&tarball).unwrap();
+    let cut = env.dir.join("cut.tar");
+    std::fs::write(&cut, &full[..full.len() / 3]).unwrap();
+    env.fail(&["load", "-i", cut.to_str().unwrap()]);
+    assert_eq!(count_files(&canary), 0, "something was written outside the store");
+    assert_eq!(count_files(&env.data_root().join("image/content/ingest")), 0, "partial ingests left");
+    assert_eq!(env.ok(&["images", "-q"]).lines().count(), 1);
+}

@@ -10,6 +10,7 @@
 
 pub mod compression;
 pub mod digest;
+pub mod docker_archive;
 pub mod error;
 pub mod imagestore;
 pub mod reference;
