@@ -494,6 +494,23 @@ fn killed_pull_resumes_and_leaves_a_consistent_store() {
     let fs = store.snapshot_fs(&rec.chain_ids[0]);
     assert_eq!(count_files(&fs), 12);
     assert_eq!(std::fs::metadata(fs.join("chunk011")).unwrap().len(), 8 << 20);
+
+    // The ~96 MB layer goes to an empty registry in 16 MiB chunks (PATCH with Content-Range);
+    // skopeo copies it back out, which verifies the digest.
+    let reg2 = Registry::start("kill2", "");
+    let dst = format!("{}/copy/big:v1", reg2.addr);
+    env.ok(&["tag", &image, &dst]);
+    let log = String::from_utf8_lossy(&env.berth(&["push", &dst]).stderr).into_owned();
+    assert_eq!(log.matches("Pushed").count(), 2, "{log}");
+    let back = env.dir.join("back");
+    let o = Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{dst}"))
+        .arg(format!("oci:{}:v1", back.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(back.join("blobs/sha256").join(rec.layers[0].digest.hex()).exists());
 }
 
 /// An archive member for [`craft_tar`]: name, type ('f' file, 's' symlink, 'l' hardlink), data.
@@ -570,4 +587,56 @@ fn load_oci_layout_and_refuse_hostile_archives() {
     assert_eq!(count_files(&canary), 0, "something was written outside the store");
     assert_eq!(count_files(&env.data_root().join("image/content/ingest")), 0, "partial ingests left");
     assert_eq!(env.ok(&["images", "-q"]).lines().count(), 1);
+}
+
+#[test]
+fn oversized_and_schema1_manifests_are_refused() {
+    // A fake registry: /v2/big serves a 5 MiB manifest (no Content-Length, so the cap is enforced
+    // while reading), /v2/old a schema 1 manifest.
+    let env = Env::new("fake");
+    let py = r#"
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+    def log_message(self, *a): pass
+    def do_GET(self):
+        if self.path == "/v2/":
+            self.send_response(200); self.end_headers(); return
+        if self.path.startswith("/v2/big/"):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            self.end_headers()
+            self.wfile.write(b'{"schemaVersion":2,"pad":"' + b"x" * (5 << 20) + b'"}')
+            return
+        if self.path.startswith("/v2/old/"):
+            body = b'{"schemaVersion":1,"name":"old","tag":"latest","fsLayers":[]}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.docker.distribution.manifest.v1+prettyjws")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.send_response(404); self.end_headers()
+s = HTTPServer(("127.0.0.1", 0), H)
+open(sys.argv[1] + ".tmp", "w").write(str(s.server_address[1]))
+import os; os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+s.serve_forever()
+"#;
+    let port_file = env.dir.join("port");
+    let child = Command::new("python3").args(["-c", py]).arg(&port_file).stdout(Stdio::null()).spawn().unwrap();
+    let _guard = TokenServer { child, port: 0 };
+    let mut port = String::new();
+    for _ in 0..500 {
+        if let Ok(p) = std::fs::read_to_string(&port_file) {
+            port = p;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let err = env.fail(&["pull", &format!("127.0.0.1:{}/big:latest", port.trim())]);
+    assert!(err.contains("4194304-byte limit"), "{err}");
+    let err = env.fail(&["pull", &format!("127.0.0.1:{}/old:latest", port.trim())]);
+    assert!(err.contains("schema 1"), "{err}");
+    assert!(env.ok(&["images", "-q"]).is_empty());
 }
