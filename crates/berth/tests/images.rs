@@ -640,3 +640,59 @@ s.serve_forever()
     assert!(err.contains("schema 1"), "{err}");
     assert!(env.ok(&["images", "-q"]).is_empty());
 }
+
+#[test]
+fn container_changes_become_a_layer_with_whiteouts() {
+    let env = Env::new("diff");
+    let reg = Registry::start("diff", "");
+    let layout = env.dir.join("layout");
+    make_layout(&layout, "t1");
+    reg.push_layout(&layout, "t1", "test/bb:t1");
+    let name = format!("{}/test/bb:t1", reg.addr);
+    env.ok(&["pull", &name]);
+    let store = env.store();
+    let rec = store.resolve(&name).unwrap();
+
+    // A "container": change the mounted image through overlayfs.
+    let (rw, mnt) = (env.dir.join("rw"), env.dir.join("mnt"));
+    store.mount(&rec, &rw, &mnt).unwrap();
+    std::fs::write(mnt.join("new.txt"), "new\n").unwrap();
+    std::fs::write(mnt.join("etc/motd"), "changed\n").unwrap();
+    std::fs::remove_file(mnt.join("data/keep")).unwrap();
+    std::fs::remove_dir_all(mnt.join("opq")).unwrap();
+    std::fs::create_dir(mnt.join("opq")).unwrap();
+    std::fs::write(mnt.join("opq/z"), "z\n").unwrap();
+    std::fs::write(mnt.join("h1"), "linked\n").unwrap();
+    std::fs::hard_link(mnt.join("h1"), mnt.join("h2")).unwrap();
+    std::os::unix::fs::symlink("/etc/motd", mnt.join("sl")).unwrap();
+    let expected = tree(&mnt);
+    berth_image::imagestore::unmount(&mnt).unwrap();
+
+    let mut layer = Vec::new();
+    let stats = berth_image::diff::write_layer(&rw.join("upper"), &mut layer, Some(1_700_000_000)).unwrap();
+    assert_eq!(stats.diff_id, berth_image::Digest::of(&layer));
+    let mut again = Vec::new();
+    berth_image::diff::write_layer(&rw.join("upper"), &mut again, Some(1_700_000_000)).unwrap();
+    assert_eq!(layer, again, "the same changes must give the same bytes");
+    let t = env.dir.join("layer.tar");
+    std::fs::write(&t, &layer).unwrap();
+    let o = Command::new("tar").arg("-tvf").arg(&t).output().unwrap();
+    let listing = String::from_utf8_lossy(&o.stdout);
+    for want in ["data/.wh.keep", "opq/.wh..wh..opq", "h2 link to h1", "sl -> /etc/motd", "new.txt"] {
+        assert!(listing.contains(want), "{want} missing:\n{listing}");
+    }
+
+    // Applied on top of the image, the layer reproduces the container's tree.
+    let (rw2, mnt2, base) = (env.dir.join("rw2"), env.dir.join("mnt2"), env.dir.join("base"));
+    store.mount(&rec, &rw2, &mnt2).unwrap();
+    let o = Command::new("cp").arg("-a").arg(format!("{}/.", mnt2.display())).arg(&base).output().unwrap();
+    berth_image::imagestore::unmount(&mnt2).unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    berth_image::apply_layer(&base, layer.as_slice(), berth_image::ApplyMode::Flatten).unwrap();
+    let got = tree(&base);
+    assert_eq!(got.len(), expected.len());
+    for (p, want) in &expected {
+        assert_eq!(got.get(p), Some(want), "{p} differs");
+    }
+    assert!(!got.contains_key("data/keep") && !got.contains_key("opq/c"));
+}

@@ -9,6 +9,7 @@
 //! Each module documents its invariants. Errors are [`Error`]: one line, with an [`ErrorKind`].
 
 pub mod compression;
+pub mod diff;
 pub mod digest;
 pub mod docker_archive;
 pub mod error;
