@@ -933,23 +933,6 @@ fn apply_change(cfg: &mut Value, change: &str) -> Result<()> {
     Ok(())
 }
 
-fn now_rfc3339() -> String {
-    let s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let days = s.div_euclid(86400);
-    let secs = s.rem_euclid(86400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
-}
-
 fn cmd_import(cli: &ImageCli, a: &ImportArgs) -> Result<i32> {
     let platform = match &a.platform {
         Some(p) => Platform::parse(p).map_err(e)?,
@@ -969,7 +952,7 @@ fn cmd_import(cli: &ImageCli, a: &ImportArgs) -> Result<i32> {
         variant: platform.variant.clone().filter(|_| platform.architecture != "arm64"),
         config: cfg,
         comment: a.message.clone(),
-        created: now_rfc3339(),
+        created: berth_runtime::state::now_rfc3339(),
     };
     let store = open_store(cli)?;
     let rec = if a.file == "-" {
@@ -997,7 +980,7 @@ mod tests {
         assert_eq!(parse_rfc3339("2023-11-14T22:13:20Z"), Some(1_700_000_000));
         assert_eq!(parse_rfc3339("2023-11-14T23:13:20.5+01:00"), Some(1_700_000_000));
         assert_eq!(parse_rfc3339("yesterday"), None);
-        assert_eq!(parse_rfc3339(&now_rfc3339()).map(|t| t > 1_700_000_000), Some(true));
+        assert_eq!(parse_rfc3339(&berth_runtime::state::now_rfc3339()).map(|t| t > 1_700_000_000), Some(true));
         let mut cfg = json!({});
         apply_change(&mut cfg, r#"CMD ["sh", "-c", "echo hi"]"#).unwrap();
         apply_change(&mut cfg, "ENTRYPOINT /init").unwrap();

@@ -314,20 +314,20 @@ fn push_then_skopeo_reads_it_back() {
     assert!(err.contains("does not exist locally"), "{err}");
 }
 
-/// The token server of tests/fixtures/token_server.py, killed on drop.
-struct TokenServer {
+/// A helper server process (the token server, a fake registry), killed on drop.
+struct ServerProcess {
     child: std::process::Child,
     port: u16,
 }
 
-impl Drop for TokenServer {
+impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-fn token_server(dir: &Path, user: &str, password: &str) -> TokenServer {
+fn token_server(dir: &Path, user: &str, password: &str) -> ServerProcess {
     let key = dir.join("key.pem");
     let cert = dir.join("cert.pem");
     let o = Command::new("openssl")
@@ -350,7 +350,7 @@ fn token_server(dir: &Path, user: &str, password: &str) -> TokenServer {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let mut ts = TokenServer { child, port: 0 };
+    let mut ts = ServerProcess { child, port: 0 };
     for _ in 0..500 {
         if let Ok(p) = std::fs::read_to_string(&port_file) {
             ts.port = p.trim().parse().unwrap();
@@ -625,7 +625,7 @@ s.serve_forever()
 "#;
     let port_file = env.dir.join("port");
     let child = Command::new("python3").args(["-c", py]).arg(&port_file).stdout(Stdio::null()).spawn().unwrap();
-    let _guard = TokenServer { child, port: 0 };
+    let _guard = ServerProcess { child, port: 0 };
     let mut port = String::new();
     for _ in 0..500 {
         if let Ok(p) = std::fs::read_to_string(&port_file) {

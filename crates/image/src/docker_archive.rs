@@ -11,7 +11,7 @@
 use crate::compression::{decompress, detect, Compression};
 use crate::digest::{Digest, HashReader};
 use crate::error::{Context, Error, ErrorKind, Result};
-use crate::imagestore::{chain_ids, ImageRecord, ImageStore, LayerDesc};
+use crate::imagestore::{config_diff_ids, ImageRecord, ImageStore, LayerDesc};
 use crate::reference::Reference;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -291,16 +291,7 @@ fn register_local(
     layers: &[LayerDesc],
 ) -> Result<ImageRecord> {
     let cfg = parse_json("the image config", config)?;
-    let diff_ids: Vec<Digest> = cfg["rootfs"]["diff_ids"]
-        .as_array()
-        .ok_or_else(|| bad("the image config has no rootfs.diff_ids"))?
-        .iter()
-        .map(|d| Digest::parse(d.as_str().unwrap_or("")))
-        .collect::<Result<_>>()?;
-    if diff_ids.len() != layers.len() {
-        return Err(bad(format!("the image config lists {} layers but the manifest {}", diff_ids.len(), layers.len())));
-    }
-    let chains = chain_ids(&diff_ids);
+    let (diff_ids, chains) = config_diff_ids(&cfg, layers.len())?;
     for (i, l) in layers.iter().enumerate() {
         let mut no_fetch = |_: u64| -> Result<Box<dyn Read + Send>> {
             Err(Error::new(ErrorKind::NotFound, format!("layer {} is not in the archive", l.digest)))

@@ -25,7 +25,7 @@
 //!   are in place, in one transaction with its references.
 //! - GC removes only what no image record and no holder (container) reaches.
 
-use crate::digest::{Digest, Hasher};
+use crate::digest::Digest;
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::reference::Reference;
 use crate::store::Store;
@@ -120,6 +120,25 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
     out
 }
 
+/// The DiffIDs an image config lists (`rootfs.diff_ids`) and their chain ids, checked against
+/// the number of layers the manifest has.
+pub fn config_diff_ids(cfg: &serde_json::Value, layer_count: usize) -> Result<(Vec<Digest>, Vec<Digest>)> {
+    let diff_ids: Vec<Digest> = cfg["rootfs"]["diff_ids"]
+        .as_array()
+        .ok_or_else(|| Error::new(ErrorKind::InvalidLayer, "image config has no rootfs.diff_ids"))?
+        .iter()
+        .map(|d| Digest::parse(d.as_str().unwrap_or("")))
+        .collect::<Result<_>>()?;
+    if diff_ids.len() != layer_count {
+        return Err(Error::new(
+            ErrorKind::InvalidLayer,
+            format!("image config lists {} layers but the manifest {layer_count}", diff_ids.len()),
+        ));
+    }
+    let chains = chain_ids(&diff_ids);
+    Ok((diff_ids, chains))
+}
+
 fn db_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Io, format!("image database: {what}: {e}"))
 }
@@ -173,7 +192,7 @@ impl ImageStore {
         }
         let content = Store::new(root.join("content"))?;
         let s = ImageStore { root, content };
-        s.with_db(true, |db| {
+        s.with_db(|db| {
             let w = db.begin_write().map_err(|e| db_err("begin", e))?;
             {
                 let mut m = w.open_table(META).map_err(|e| db_err("open meta", e))?;
@@ -205,7 +224,7 @@ impl ImageStore {
     }
 
     /// Run `f` with the database open, holding `meta.lock` (processes take turns).
-    fn with_db<T>(&self, _write: bool, f: impl FnOnce(&Database) -> Result<T>) -> Result<T> {
+    fn with_db<T>(&self, f: impl FnOnce(&Database) -> Result<T>) -> Result<T> {
         let lock_path = self.root.join("meta.lock");
         let lock = fs::OpenOptions::new()
             .create(true)
@@ -379,19 +398,7 @@ impl ImageStore {
     ) -> Result<ImageRecord> {
         let cfg: serde_json::Value = serde_json::from_slice(config)
             .map_err(|e| Error::new(ErrorKind::InvalidLayer, format!("image config is not valid JSON: {e}")))?;
-        let diff_ids: Vec<Digest> = cfg["rootfs"]["diff_ids"]
-            .as_array()
-            .ok_or_else(|| Error::new(ErrorKind::InvalidLayer, "image config has no rootfs.diff_ids"))?
-            .iter()
-            .map(|d| Digest::parse(d.as_str().unwrap_or("")))
-            .collect::<Result<_>>()?;
-        if diff_ids.len() != layers.len() {
-            return Err(Error::new(
-                ErrorKind::InvalidLayer,
-                format!("image config lists {} layers but the manifest {}", diff_ids.len(), layers.len()),
-            ));
-        }
-        let chains = chain_ids(&diff_ids);
+        let (diff_ids, chains) = config_diff_ids(&cfg, layers.len())?;
         let mut size = 0;
         for c in &chains {
             let info: SnapshotInfo = fs::read(self.snapshot_dir(c).join("info.json"))
@@ -419,7 +426,7 @@ impl ImageStore {
             created: cfg["created"].as_str().map(str::to_string),
             repo_digests: Vec::new(),
         };
-        self.with_db(true, |db| {
+        self.with_db(|db| {
             let w = db.begin_write().map_err(|e| db_err("begin", e))?;
             {
                 let mut images = w.open_table(IMAGES).map_err(|e| db_err("open images", e))?;
@@ -449,7 +456,7 @@ impl ImageStore {
 
     /// All images with their references (sorted).
     pub fn list(&self) -> Result<Vec<(ImageRecord, Vec<String>)>> {
-        self.with_db(false, |db| {
+        self.with_db(|db| {
             let r = db.begin_read().map_err(|e| db_err("begin", e))?;
             let images = r.open_table(IMAGES).map_err(|e| db_err("open images", e))?;
             let refs = r.open_table(REFS).map_err(|e| db_err("open refs", e))?;
@@ -512,7 +519,7 @@ impl ImageStore {
                 format!("refusing to create a tag with a digest: {target}"),
             ));
         }
-        self.with_db(true, |db| {
+        self.with_db(|db| {
             let w = db.begin_write().map_err(|e| db_err("begin", e))?;
             {
                 let mut refs = w.open_table(REFS).map_err(|e| db_err("open refs", e))?;
@@ -531,7 +538,7 @@ impl ImageStore {
         let by_ref = Reference::parse(s).ok().map(|r| r.to_string());
         let mut out = Vec::new();
         let holders = self.holders_of(&rec.id)?;
-        self.with_db(true, |db| {
+        self.with_db(|db| {
             let w = db.begin_write().map_err(|e| db_err("begin", e))?;
             {
                 let mut refs = w.open_table(REFS).map_err(|e| db_err("open refs", e))?;
@@ -586,7 +593,7 @@ impl ImageStore {
 
     /// Record that `holder` (a container) uses `image`: GC keeps its layers.
     pub fn hold(&self, holder: &str, image: &Digest) -> Result<()> {
-        self.with_db(true, |db| {
+        self.with_db(|db| {
             let w = db.begin_write().map_err(|e| db_err("begin", e))?;
             {
                 let mut t = w.open_table(HOLDERS).map_err(|e| db_err("open holders", e))?;
@@ -597,7 +604,7 @@ impl ImageStore {
     }
 
     pub fn release(&self, holder: &str) -> Result<()> {
-        self.with_db(true, |db| {
+        self.with_db(|db| {
             let w = db.begin_write().map_err(|e| db_err("begin", e))?;
             {
                 let mut t = w.open_table(HOLDERS).map_err(|e| db_err("open holders", e))?;
@@ -608,7 +615,7 @@ impl ImageStore {
     }
 
     fn holders(&self) -> Result<Vec<(String, String)>> {
-        self.with_db(false, |db| {
+        self.with_db(|db| {
             let r = db.begin_read().map_err(|e| db_err("begin", e))?;
             let t = r.open_table(HOLDERS).map_err(|e| db_err("open holders", e))?;
             let mut out = Vec::new();
@@ -739,11 +746,4 @@ fn dir_size(p: &Path) -> u64 {
 /// Unmount a root filesystem mounted by [`ImageStore::mount`].
 pub fn unmount(target: &Path) -> Result<()> {
     sys::umount(target).ctx(format_args!("unmounting {}", target.display()))
-}
-
-/// sha256 of the bytes as a [`Digest`] (re-exported for callers hashing configs).
-pub fn digest_of(data: &[u8]) -> Digest {
-    let mut h = Hasher::new();
-    h.update(data);
-    h.finish()
 }

@@ -113,9 +113,7 @@ fn is_loopback(domain: &str) -> bool {
     } else {
         domain.rsplit_once(':').map(|(h, _)| h).unwrap_or(domain)
     };
-    host == "localhost"
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-        || (host == "::1" || domain == "::1")
+    host == "localhost" || domain == "::1" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn header(r: &Response, name: &str) -> Option<String> {

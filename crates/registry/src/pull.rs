@@ -5,7 +5,7 @@
 use crate::client::{Client, PulledManifest};
 use crate::platform::Platform;
 use crate::{media, Error, Result};
-use berth_image::imagestore::{chain_ids, Ingested};
+use berth_image::imagestore::{config_diff_ids, Ingested};
 use berth_image::{Digest, ImageRecord, ImageStore, LayerDesc, Reference};
 use std::collections::VecDeque;
 use std::io::Read;
@@ -90,21 +90,8 @@ pub fn pull(
     };
     let cfg: serde_json::Value = serde_json::from_slice(&config)
         .map_err(|e| Error::new(format!("{}: image config is not valid JSON: {e}", r.familiar())))?;
-    let diff_ids: Vec<Digest> = cfg["rootfs"]["diff_ids"]
-        .as_array()
-        .ok_or_else(|| Error::new(format!("{}: image config has no rootfs.diff_ids", r.familiar())))?
-        .iter()
-        .map(|d| Digest::parse(d.as_str().unwrap_or("")))
-        .collect::<std::result::Result<_, _>>()?;
-    if diff_ids.len() != manifest.layers.len() {
-        return Err(Error::new(format!(
-            "{}: the manifest has {} layers but the config lists {} diff_ids",
-            r.familiar(),
-            manifest.layers.len(),
-            diff_ids.len()
-        )));
-    }
-    let chains = chain_ids(&diff_ids);
+    let (diff_ids, chains) =
+        config_diff_ids(&cfg, manifest.layers.len()).map_err(|e| Error::new(format!("{}: {e}", r.familiar())))?;
     let mut layers = Vec::new();
     for l in &manifest.layers {
         layers.push(LayerDesc { digest: Digest::parse(&l.digest)?, size: l.size, media_type: l.media_type.clone() });

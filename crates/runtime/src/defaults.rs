@@ -2,23 +2,8 @@
 
 use serde_json::{json, Value};
 
-/// Docker's default capability set (moby `oci/caps/defaults.go`): 14 capabilities.
-pub const DOCKER_CAPS: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
+/// Docker's default capability set (kept with Docker's seccomp profile, which depends on it).
+pub use berth_seccomp::DOCKER_DEFAULT_CAPS as DOCKER_CAPS;
 
 pub const MASKED_PATHS: [&str; 11] = [
     "/proc/asound",

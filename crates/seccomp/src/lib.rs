@@ -79,7 +79,7 @@ mod syscalls;
 use std::io;
 
 pub use bpf::compile;
-pub use profile::default_profile;
+pub use profile::{default_profile, DOCKER_DEFAULT_CAPS};
 
 /// One classic BPF instruction, layout-compatible with the kernel's
 /// `struct sock_filter`.

@@ -16,6 +16,24 @@ const GO_ARCH: &str = "amd64";
 /// The `archMap` entry whose architectures the resolved profile lists.
 const NATIVE_ARCH: &str = "SCMP_ARCH_X86_64";
 
+/// Docker's default capability set (moby `oci/caps/defaults.go`): 14 capabilities.
+pub const DOCKER_DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
 /// Docker's default seccomp profile for a container whose bounding set holds
 /// `capabilities` (names like `"CAP_SYS_ADMIN"`; the `CAP_` prefix and case
 /// are optional).
