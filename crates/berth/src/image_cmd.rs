@@ -28,7 +28,7 @@ pub enum Cmd {
     Tag { source: String, target: String },
     /// Remove one or more images
     Rmi(RmiArgs),
-    /// Save one or more images to a docker-archive tar (streamed to stdout by default)
+    /// Save images to a tar that is both a docker-archive and an OCI layout (stdout by default)
     Save(SaveArgs),
     /// Load images from a docker-archive or OCI-layout tar, or stdin
     Load(LoadArgs),
@@ -43,6 +43,17 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: ImageSub,
     },
+    /// Manage Berth (prune)
+    System {
+        #[command(subcommand)]
+        cmd: SystemSub,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SystemSub {
+    /// Remove unused data: dangling images (all unused ones with --all), their layers and blobs
+    Prune(PruneArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -292,7 +303,8 @@ fn dispatch(cli: &ImageCli) -> Result<i32> {
         }
         Cmd::Image { cmd: ImageSub::Inspect(a) } => cmd_inspect(cli, a),
         Cmd::Image { cmd: ImageSub::History(a) } => cmd_history(cli, a),
-        Cmd::Image { cmd: ImageSub::Prune(a) } => cmd_prune(cli, a),
+        Cmd::Image { cmd: ImageSub::Prune(a) } => cmd_prune(cli, a, false),
+        Cmd::System { cmd: SystemSub::Prune(a) } => cmd_prune(cli, a, true),
         Cmd::Save(a) | Cmd::Image { cmd: ImageSub::Save(a) } => cmd_save(cli, a),
         Cmd::Load(a) | Cmd::Image { cmd: ImageSub::Load(a) } => cmd_load(cli, a),
         Cmd::Import(a) | Cmd::Image { cmd: ImageSub::Import(a) } => cmd_import(cli, a),
@@ -428,7 +440,19 @@ fn cmd_push(cli: &ImageCli, a: &PushArgs) -> Result<i32> {
     let c = client();
     let p = Progress::new(a.quiet);
     p.line(&format!("The push refers to repository [{}]", r.name()));
-    let mut blobs: Vec<(Digest, u64)> = rec.layers.iter().map(|l| (l.digest.clone(), l.size)).collect();
+    // Foreign (non-distributable) layers are not uploaded: the manifest keeps their URLs.
+    let mut blobs: Vec<(Digest, u64)> = rec
+        .layers
+        .iter()
+        .filter(|l| {
+            let foreign = berth_registry::media::is_foreign_layer(&l.media_type);
+            if foreign {
+                p.line(&format!("{}: Skipped foreign layer", &l.digest.hex()[..12]));
+            }
+            !foreign
+        })
+        .map(|l| (l.digest.clone(), l.size))
+        .collect();
     let cfg_size = store.content().size(&rec.id).map_err(e)?;
     blobs.push((rec.id.clone(), cfg_size));
     for (d, size) in &blobs {
@@ -755,15 +779,20 @@ fn cmd_history(cli: &ImageCli, a: &HistoryArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn cmd_prune(cli: &ImageCli, a: &PruneArgs) -> Result<i32> {
+/// `image prune` and `system prune` (which, until the engine keeps containers, networks and a
+/// build cache, has only images, layers and blobs to remove).
+fn cmd_prune(cli: &ImageCli, a: &PruneArgs, system: bool) -> Result<i32> {
     if !a.force {
         if !std::io::stdin().is_terminal() {
             return Err("refusing to prune without confirmation: pass --force".into());
         }
-        eprint!(
-            "WARNING! This will remove all {} images.\nAre you sure you want to continue? [y/N] ",
-            if a.all { "images without at least one container associated to them" } else { "dangling" }
-        );
+        let what = if a.all { "images without at least one container associated to them" } else { "dangling images" };
+        if system {
+            eprint!("WARNING! This will remove:\n  - all {what}\n  - unreferenced layers and blobs\n");
+        } else {
+            eprint!("WARNING! This will remove all {what}.\n");
+        }
+        eprint!("Are you sure you want to continue? [y/N] ");
         let _ = std::io::stderr().flush();
         let mut s = String::new();
         let _ = std::io::stdin().read_line(&mut s);
@@ -774,7 +803,7 @@ fn cmd_prune(cli: &ImageCli, a: &PruneArgs) -> Result<i32> {
     let store = open_store(cli)?;
     let mut deleted = Vec::new();
     for (rec, names) in store.list().map_err(e)? {
-        if names.is_empty() || a.all {
+        if (names.is_empty() || a.all) && !store.in_use(&rec.id).map_err(e)? {
             match store.remove(rec.id.as_str(), true) {
                 Ok(lines) => deleted.extend(lines),
                 Err(err) if a.all => eprintln!("berth: {err}"),

@@ -22,6 +22,10 @@ Commands:
   tag        Create a tag that refers to an image
   rmi        Remove images
   image      Manage images (ls, pull, push, tag, rm, inspect, history, prune)
+  save       Save images to a tar archive (docker-archive and OCI layout in one)
+  load       Load images from a tar archive (docker-archive or OCI layout)
+  import     Create an image from a root filesystem tarball
+  system     Remove unused data (system prune)
   login      Log in to a registry (credentials in Docker's config.json)
   logout     Log out from a registry
   runtime    Run containers from OCI bundles (runc-compatible; see `berth runtime --help`)
@@ -56,7 +60,8 @@ fn main() {
                 runtime_cmd::main(rest)
             }
             Some(
-                "pull" | "push" | "images" | "tag" | "rmi" | "image" | "save" | "load" | "import" | "login" | "logout",
+                "pull" | "push" | "images" | "tag" | "rmi" | "image" | "save" | "load" | "import" | "login" | "logout"
+                | "system",
             ) => image_cmd::main(args),
             Some("version") | Some("--version") | Some("-V") => {
                 println!("berth version {}", env!("CARGO_PKG_VERSION"));

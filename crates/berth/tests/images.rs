@@ -208,6 +208,33 @@ fn unpacked_tree_equals_umoci() {
     for (path, theirs) in &reference {
         assert_eq!(ours.get(path), Some(theirs), "{path} differs");
     }
+
+    // The same image with zstd layers (skopeo recompresses into a local layout, then pushes it
+    // as is) unpacks to the same tree.
+    let zlayout = env.dir.join("zlayout");
+    let o = Command::new("skopeo")
+        .args(["copy", "--dest-compress", "--dest-compress-format", "zstd"])
+        .arg(format!("oci:{}:t1", layout.display()))
+        .arg(format!("oci:{}:z", zlayout.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "skopeo zstd: {}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false", "--preserve-digests"])
+        .arg(format!("oci:{}:z", zlayout.display()))
+        .arg(format!("docker://{}/test/bb:zstd", reg.addr))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "skopeo push zstd: {}", String::from_utf8_lossy(&o.stderr));
+    let zname = format!("{}/test/bb:zstd", reg.addr);
+    env.ok(&["pull", &zname]);
+    let zrec = store.resolve(&zname).unwrap();
+    assert!(zrec.layers.iter().all(|l| l.media_type.ends_with("+zstd")), "{:?}", zrec.layers);
+    assert_eq!(zrec.diff_ids, rec.diff_ids, "zstd and gzip layers must have the same DiffIDs");
+    store.mount(&zrec, &env.dir.join("rw-z"), &mnt).unwrap();
+    let zstd_tree = tree(&mnt);
+    berth_image::imagestore::unmount(&mnt).unwrap();
+    assert_eq!(zstd_tree, ours, "zstd image tree differs");
     // What the layers say: whiteout, opaque directory, hardlink, setuid, owners, absolute link.
     assert!(!ours.contains_key("data/gone"));
     assert_eq!(ours["opq/c"].4, b"c\n");
@@ -695,4 +722,210 @@ fn container_changes_become_a_layer_with_whiteouts() {
         assert_eq!(got.get(p), Some(want), "{p} differs");
     }
     assert!(!got.contains_key("data/keep") && !got.contains_key("opq/c"));
+}
+
+#[test]
+fn save_writes_an_oci_layout_too_and_loads_back() {
+    let env = Env::new("save");
+    let reg = Registry::start("save", "");
+    let layout = env.dir.join("layout");
+    make_layout(&layout, "t1");
+    reg.push_layout(&layout, "t1", "test/bb:t1");
+    let name = format!("{}/test/bb:t1", reg.addr);
+    env.ok(&["pull", &name]);
+    let id = env.ok(&["images", "-q", "--no-trunc"]).trim().to_string();
+    let saved = env.dir.join("saved.tar");
+    env.ok(&["save", "-o", saved.to_str().unwrap(), &name]);
+
+    // skopeo reads it as an OCI archive (verifying every digest), umoci unpacks the copy.
+    let copy = env.dir.join("copy");
+    let o = Command::new("skopeo")
+        .arg("copy")
+        .arg(format!("oci-archive:{}:t1", saved.display()))
+        .arg(format!("oci:{}:t1", copy.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "skopeo: {}", String::from_utf8_lossy(&o.stderr));
+    let bundle = env.dir.join("bundle");
+    let o = Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:t1", copy.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "umoci: {}", String::from_utf8_lossy(&o.stderr));
+    let store = env.store();
+    let rec = store.resolve(&name).unwrap();
+    let mnt = env.dir.join("mnt");
+    store.mount(&rec, &env.dir.join("rw"), &mnt).unwrap();
+    let ours = tree(&mnt);
+    berth_image::imagestore::unmount(&mnt).unwrap();
+    assert_eq!(tree(&bundle.join("rootfs")), ours);
+
+    // The same tar loads back into an empty store as the same image, with its name.
+    let other = Env::new("save-load");
+    let out = other.ok(&["load", "-i", saved.to_str().unwrap()]);
+    assert!(out.contains(&format!("Loaded image: {name}")), "{out}");
+    assert_eq!(other.ok(&["images", "-q", "--no-trunc"]).trim(), id);
+}
+
+#[test]
+fn an_image_of_150_layers_mounts() {
+    // overlayfs takes its lower dirs in one page of options: 150 full snapshot paths would not
+    // fit; the store's short links do.
+    let env = Env::new("deep");
+    let layout = env.dir.join("layout");
+    let py = r#"
+import hashlib, io, json, os, sys, tarfile
+out, n = sys.argv[1], int(sys.argv[2])
+os.makedirs(out + "/blobs/sha256", exist_ok=True)
+def blob(b):
+    d = hashlib.sha256(b).hexdigest()
+    open(out + "/blobs/sha256/" + d, "wb").write(b)
+    return "sha256:" + d, len(b)
+layers, diffs = [], []
+for i in range(n):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for name, data in ((f"l/{i}", b"%d" % i), ("top", b"%d" % i)):
+            ti = tarfile.TarInfo(name); ti.size = len(data); ti.mtime = 1
+            t.addfile(ti, io.BytesIO(data))
+    d, size = blob(buf.getvalue())
+    layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": size})
+    diffs.append(d)
+cfg = {"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": diffs}}
+cd, cs = blob(json.dumps(cfg).encode())
+m = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+     "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs}, "layers": layers}
+md, ms = blob(json.dumps(m).encode())
+idx = {"schemaVersion": 2, "manifests": [{"mediaType": m["mediaType"], "digest": md, "size": ms,
+       "annotations": {"org.opencontainers.image.ref.name": "deep"}}]}
+open(out + "/index.json", "w").write(json.dumps(idx))
+open(out + "/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
+"#;
+    let o = Command::new("python3").arg("-c").arg(py).arg(&layout).arg("150").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let tarball = env.dir.join("deep.tar");
+    let o = Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&tarball).arg(".").output().unwrap();
+    assert!(o.status.success());
+    let out = env.ok(&["load", "-i", tarball.to_str().unwrap()]);
+    let id = out.trim().rsplit(' ').next().unwrap().to_string();
+    let store = env.store();
+    let rec = store.resolve(&id).unwrap();
+    assert_eq!(rec.chain_ids.len(), 150);
+    let mnt = env.dir.join("mnt");
+    store.mount(&rec, &env.dir.join("rw"), &mnt).unwrap();
+    let top = std::fs::read_to_string(mnt.join("top"));
+    let n = count_files(&mnt.join("l"));
+    berth_image::imagestore::unmount(&mnt).unwrap();
+    assert_eq!(top.unwrap(), "149", "the top layer must win");
+    assert_eq!(n, 150);
+    // An image a container holds survives `system prune -a`; once released, it goes, and
+    // leaves no snapshot and no dangling short link.
+    store.hold("container-1", &rec.id).unwrap();
+    env.ok(&["system", "prune", "-a", "-f"]);
+    assert_eq!(env.ok(&["images", "-q"]).lines().count(), 1, "an image in use was pruned");
+    store.release("container-1").unwrap();
+    let out = env.ok(&["system", "prune", "-a", "-f"]);
+    assert!(out.contains("deleted: sha256:"), "{out}");
+    assert_eq!(env.ok(&["images", "-q"]).lines().count(), 0);
+    let snaps = env.data_root().join("image/snapshots");
+    assert_eq!(count_files(&snaps.join("l")), 0, "short links left");
+    assert_eq!(count_files(&snaps), 1, "only l/ may remain");
+}
+
+#[test]
+fn foreign_layers_come_from_their_urls_and_are_not_pushed() {
+    let env = Env::new("foreign");
+    let reg = Registry::start("foreign", "validation:\n  manifests:\n    urls:\n      allow:\n        - '^http://127\\.0\\.0\\.1:'\n");
+    let web = env.dir.join("web");
+    std::fs::create_dir_all(&web).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // Layer 1 goes to the registry; layer 2 is non-distributable (as Windows base layers are),
+    // served only from its URL. distribution accepts layer URLs only when allowed in its config.
+    let py = r#"
+import gzip, hashlib, io, json, sys, tarfile, urllib.request
+reg, web, port = sys.argv[1], sys.argv[2], sys.argv[3]
+def layer(name, data):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        ti = tarfile.TarInfo(name); ti.size = len(data); ti.mtime = 1
+        t.addfile(ti, io.BytesIO(data))
+    raw = buf.getvalue()
+    return gzip.compress(raw, mtime=0), "sha256:" + hashlib.sha256(raw).hexdigest()
+def put(repo, data):
+    d = "sha256:" + hashlib.sha256(data).hexdigest()
+    r = urllib.request.urlopen(urllib.request.Request(f"http://{reg}/v2/{repo}/blobs/uploads/", data=b"", method="POST"))
+    loc = r.headers["Location"]
+    loc = (loc if loc.startswith("http") else f"http://{reg}{loc}") + ("&" if "?" in loc else "?") + "digest=" + d
+    urllib.request.urlopen(urllib.request.Request(loc, data=data, method="PUT", headers={"Content-Type": "application/octet-stream"}))
+    return d
+l1, d1 = layer("base", b"base\n")
+l2, d2 = layer("foreign", b"from a URL\n")
+open(f"{web}/layer2", "wb").write(l2)
+cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                  "rootfs": {"type": "layers", "diff_ids": [d1, d2]}}).encode()
+m = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+     "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": put("test/win", cfg), "size": len(cfg)},
+     "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": put("test/win", l1), "size": len(l1)},
+                {"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                 "digest": "sha256:" + hashlib.sha256(l2).hexdigest(), "size": len(l2),
+                 "urls": [f"http://127.0.0.1:{port}/layer2"]}]}
+try:
+    urllib.request.urlopen(urllib.request.Request(f"http://{reg}/v2/test/win/manifests/v1", data=json.dumps(m).encode(),
+        method="PUT", headers={"Content-Type": m["mediaType"]}))
+except urllib.error.HTTPError as e:
+    sys.exit(f"manifest PUT: {e}: {e.read()}")
+print(m["layers"][1]["digest"])
+"#;
+    let o = Command::new("python3").arg("-c").arg(py).arg(&reg.addr).arg(&web).arg(port.to_string()).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let foreign = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let name = format!("{}/test/win:v1", reg.addr);
+
+    // The URL's server is down: a clear error naming the layer's URL, nothing registered.
+    let err = env.fail(&["pull", &name]);
+    assert!(err.contains(&format!("127.0.0.1:{port}/layer2")), "{err}");
+    assert_eq!(env.ok(&["images", "-q"]).lines().count(), 0);
+
+    let server = ServerProcess {
+        child: Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()])
+            .current_dir(&web)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        port,
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "http.server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    env.ok(&["pull", &name]);
+    let store = env.store();
+    let rec = store.resolve(&name).unwrap();
+    let mnt = env.dir.join("mnt");
+    store.mount(&rec, &env.dir.join("rw"), &mnt).unwrap();
+    let got = (std::fs::read_to_string(mnt.join("base")), std::fs::read_to_string(mnt.join("foreign")));
+    berth_image::imagestore::unmount(&mnt).unwrap();
+    assert_eq!((got.0.unwrap().as_str(), got.1.unwrap().as_str()), ("base\n", "from a URL\n"));
+
+    // Push to another repository: the foreign layer is not uploaded, the manifest keeps its URL.
+    let target = format!("{}/test/copy:v1", reg.addr);
+    env.ok(&["tag", &name, &target]);
+    let o = env.berth(&["push", &target]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(out.contains("Skipped foreign layer"), "{out}");
+    assert!(!reg.blob_file(&foreign).exists(), "the registry got the foreign layer");
+    let o = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{target}"))
+        .output()
+        .unwrap();
+    let raw = String::from_utf8_lossy(&o.stdout);
+    assert!(raw.contains(&format!("http://127.0.0.1:{port}/layer2")), "{raw}");
+    drop(server);
 }

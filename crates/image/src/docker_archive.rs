@@ -1,5 +1,5 @@
-//! Image archives: `save` writes a docker-archive (what `docker save` writes and `docker load`
-//! reads); `load` reads a docker-archive or an OCI image layout tar; `import` turns a root
+//! Image archives: `save` writes a docker-archive that is also an OCI image layout (what
+//! `docker save` 25+ writes; `docker load`, skopeo and podman read it); `load` reads a docker-archive or an OCI image layout tar; `import` turns a root
 //! filesystem tarball into a one-layer image.
 //!
 //! `load` streams: every regular member that may be a layer or blob is spooled into the
@@ -25,6 +25,7 @@ const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gz
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 fn bad(msg: impl Into<String>) -> Error {
@@ -32,37 +33,45 @@ fn bad(msg: impl Into<String>) -> Error {
 }
 
 /// Write `images` (record + the references to list in RepoTags) as a docker-archive.
+/// Write `images` as one tar that is both a docker-archive (`manifest.json`, read by every
+/// `docker load`) and an OCI image layout (`oci-layout`, `index.json`, read by skopeo, podman,
+/// containerd), sharing one copy of each blob under `blobs/sha256/`, as Docker 25 and later do.
+/// Layers are written uncompressed (their digest is the DiffID), decompressed from the store on
+/// the way out and checked against the DiffID.
 pub fn save(store: &ImageStore, images: &[(ImageRecord, Vec<Reference>)], out: impl Write) -> Result<()> {
     let mut tar = tar::Builder::new(out);
     tar.mode(tar::HeaderMode::Deterministic);
     let mut manifest = Vec::new();
-    let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut index = Vec::new();
     let mut written = std::collections::BTreeSet::new();
+    for dir in ["blobs/", "blobs/sha256/"] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(0);
+        h.set_mode(0o755);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Directory);
+        tar.append_data(&mut h, dir, io::empty()).ctx(format_args!("writing {dir}"))?;
+    }
     for (rec, names) in images {
         let config = store.content().read(&rec.id, 64 << 20)?;
-        let cfg_name = format!("{}.json", rec.id.hex());
+        let cfg_name = blob_path(&rec.id);
         if written.insert(cfg_name.clone()) {
             append(&mut tar, &cfg_name, &config)?;
         }
         let mut layer_paths = Vec::new();
+        let mut oci_layers = Vec::new();
         for (i, (l, chain)) in rec.layers.iter().zip(&rec.chain_ids).enumerate() {
-            let dir = chain.hex().to_string();
-            let path = format!("{dir}/layer.tar");
+            let diff_id = &rec.diff_ids[i];
+            let path = blob_path(diff_id);
             layer_paths.push(path.clone());
-            if !written.insert(dir.clone()) {
-                continue;
-            }
-            append(&mut tar, &format!("{dir}/VERSION"), b"1.0")?;
-            let mut legacy = json!({"id": dir, "created": "1970-01-01T00:00:00Z", "container_config": {}});
-            if i > 0 {
-                legacy["parent"] = json!(rec.chain_ids[i - 1].hex());
-            }
-            append(&mut tar, &format!("{dir}/json"), legacy.to_string().as_bytes())?;
-            // layer.tar is the uncompressed layer (its sha256 is the DiffID): decompress the stored
-            // blob on the way out; the size comes from the snapshot, and is checked.
+            // The size comes from the snapshot, and is checked.
             let size = store
                 .snapshot_size(chain)
                 .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("layer snapshot {chain} is missing")))?;
+            oci_layers.push(json!({"mediaType": OCI_LAYER, "digest": diff_id.to_string(), "size": size}));
+            if !written.insert(path.clone()) {
+                continue;
+            }
             let blob = io::BufReader::new(store.content().open(&l.digest)?);
             let mut data = HashReader::new(decompress(blob)?);
             let mut h = tar::Header::new_gnu();
@@ -71,24 +80,50 @@ pub fn save(store: &ImageStore, images: &[(ImageRecord, Vec<Reference>)], out: i
             h.set_mtime(0);
             h.set_entry_type(tar::EntryType::Regular);
             tar.append_data(&mut h, &path, &mut data).ctx(format_args!("writing {path}"))?;
-            if data.len() != size || data.digest() != rec.diff_ids[i] {
-                return Err(bad(format!("layer {} does not decompress to its DiffID {}", l.digest, rec.diff_ids[i])));
+            if data.len() != size || data.digest() != *diff_id {
+                return Err(bad(format!("layer {} does not decompress to its DiffID {diff_id}", l.digest)));
             }
         }
-        let tags: Vec<String> = names.iter().filter(|n| n.tag().is_some()).map(|n| n.familiar()).collect();
-        for n in names.iter().filter(|n| n.tag().is_some()) {
-            repositories.entry(n.familiar_name()).or_default().insert(
-                n.tag().unwrap_or("latest").to_string(),
-                rec.chain_ids.last().map(|c| c.hex().to_string()).unwrap_or_default(),
-            );
+        let oci_manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": rec.id.to_string(), "size": config.len()},
+            "layers": oci_layers,
+        }))
+        .unwrap_or_default();
+        let m_digest = Digest::of(&oci_manifest);
+        if written.insert(blob_path(&m_digest)) {
+            append(&mut tar, &blob_path(&m_digest), &oci_manifest)?;
         }
-        manifest.push(json!({"Config": cfg_name, "RepoTags": if tags.is_empty() { Value::Null } else { json!(tags) }, "Layers": layer_paths}));
+        let desc = json!({"mediaType": OCI_MANIFEST, "digest": m_digest.to_string(), "size": oci_manifest.len()});
+        let tagged: Vec<&Reference> = names.iter().filter(|n| n.tag().is_some()).collect();
+        if tagged.is_empty() {
+            index.push(desc.clone());
+        }
+        for n in &tagged {
+            let mut d = desc.clone();
+            d["annotations"] = json!({
+                "io.containerd.image.name": n.to_string(),
+                "org.opencontainers.image.ref.name": n.tag().unwrap_or("latest"),
+            });
+            index.push(d);
+        }
+        let tags: Vec<String> = tagged.iter().map(|n| n.familiar()).collect();
+        manifest.push(json!({
+            "Config": cfg_name,
+            "RepoTags": if tags.is_empty() { Value::Null } else { json!(tags) },
+            "Layers": layer_paths,
+        }));
     }
+    let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": index});
+    append(&mut tar, "index.json", index.to_string().as_bytes())?;
+    append(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     append(&mut tar, "manifest.json", Value::Array(manifest).to_string().as_bytes())?;
-    if !repositories.is_empty() {
-        append(&mut tar, "repositories", serde_json::to_vec(&repositories).unwrap_or_default().as_slice())?;
-    }
     tar.into_inner().ctx("finishing the archive")?.flush().ctx("writing the archive")
+}
+
+fn blob_path(d: &Digest) -> String {
+    format!("blobs/sha256/{}", d.hex())
 }
 
 fn append<W: Write>(tar: &mut tar::Builder<W>, path: &str, data: &[u8]) -> Result<()> {

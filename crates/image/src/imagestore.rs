@@ -8,6 +8,7 @@
 //!                            opaque dirs with trusted.overlay.opaque=y)
 //!     info.json              {diff_id, size, parent}
 //! <root>/snapshots/tmp-*/    an unpack in progress (renamed into place when complete)
+//! <root>/snapshots/l/<20 hex> short symlink to `../<hex>/fs`, the name overlay mounts use
 //! <root>/meta.db             redb: references, images, holders
 //! <root>/meta.lock           flock serialising database access between processes
 //! ```
@@ -627,6 +628,11 @@ impl ImageStore {
         })
     }
 
+    /// Whether a container holds the image (prune leaves such images alone).
+    pub fn in_use(&self, id: &Digest) -> Result<bool> {
+        Ok(!self.holders_of(id)?.is_empty())
+    }
+
     fn holders_of(&self, id: &Digest) -> Result<Vec<String>> {
         Ok(self.holders()?.into_iter().filter(|(_, i)| i == id.as_str()).map(|(h, _)| h).collect())
     }
@@ -657,18 +663,54 @@ impl ImageStore {
         for d in [&upper, &work, &target.to_path_buf()] {
             fs::create_dir_all(d).ctx(format_args!("creating {}", d.display()))?;
         }
-        let lower: Vec<String> = self.rootfs_layers(rec).iter().rev().map(|p| p.display().to_string()).collect();
-        if lower.iter().any(|l| l.contains(':') || l.contains(',')) {
-            return Err(Error::new(ErrorKind::Io, "snapshot paths must not contain ':' or ','"));
+        // Lower dirs are named by short links (`snapshots/l/<20 hex>` -> `../<chain>/fs`) and
+        // given relative to `snapshots/`: 23 bytes a layer instead of a full path, so an image of
+        // well over a hundred layers fits overlayfs's one-page option string.
+        let snaps = self.root.join("snapshots");
+        let mut lower = Vec::new();
+        for chain in rec.chain_ids.iter().rev() {
+            lower.push(self.short_link(chain)?);
         }
-        let opts = format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), upper.display(), work.display());
+        let (u, w) = (upper.display().to_string(), work.display().to_string());
+        if [&u, &w].iter().any(|p| p.contains(':') || p.contains(',')) {
+            return Err(Error::new(ErrorKind::Io, "container paths must not contain ':' or ','"));
+        }
+        let opts = format!("lowerdir={},upperdir={u},workdir={w}", lower.join(":"));
         if opts.len() >= 4000 {
             return Err(Error::new(
                 ErrorKind::Io,
                 format!("image has too many layers ({}) for one overlay mount option string", lower.len()),
             ));
         }
-        sys::mount_overlay(target, &opts).ctx(format_args!("mounting overlay at {}", target.display()))
+        sys::mount_overlay(&snaps, target, &opts).ctx(format_args!("mounting overlay at {}", target.display()))
+    }
+
+    /// `l/<first 20 hex digits of the chain id>`, a symlink to the snapshot's `fs`, made if missing.
+    fn short_link(&self, chain: &Digest) -> Result<String> {
+        let rel = format!("l/{}", &chain.hex()[..20]);
+        let link = self.root.join("snapshots").join(&rel);
+        let want = PathBuf::from(format!("../{}/fs", chain.hex()));
+        match fs::read_link(&link) {
+            Ok(t) if t == want => return Ok(rel),
+            Ok(t) => {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!("snapshot link {} points to {}, not {}", link.display(), t.display(), want.display()),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).ctx(format_args!("reading {}", link.display())),
+        }
+        if !self.has_snapshot(chain) {
+            return Err(not_found(format_args!("layer snapshot {chain}")));
+        }
+        let dir = self.root.join("snapshots/l");
+        fs::create_dir_all(&dir).ctx(format_args!("creating {}", dir.display()))?;
+        let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), &chain.hex()[..20]));
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&want, &tmp).ctx(format_args!("creating {}", tmp.display()))?;
+        fs::rename(&tmp, &link).ctx(format_args!("creating {}", link.display()))?;
+        Ok(rel)
     }
 
     /// Every blob and snapshot an image record or holder reaches is kept; the rest, stale
@@ -699,12 +741,23 @@ impl ImageStore {
         for e in fs::read_dir(&snaps).ctx(format_args!("listing {}", snaps.display()))? {
             let e = e.ctx(format_args!("listing {}", snaps.display()))?;
             let name = e.file_name().to_string_lossy().into_owned();
+            if name == "l" {
+                continue;
+            }
             let stale_tmp = name.starts_with("tmp-") && !tmp_owner_alive(&name);
             if stale_tmp || (!name.starts_with("tmp-") && !keep_snaps.contains(&name)) {
                 report.bytes += dir_size(&e.path());
                 fs::remove_dir_all(e.path()).ctx(format_args!("removing {}", e.path().display()))?;
                 if let Ok(d) = Digest::from_hex(&name) {
                     report.snapshots.push(d);
+                }
+            }
+        }
+        // Short links whose snapshot is gone.
+        if let Ok(rd) = fs::read_dir(snaps.join("l")) {
+            for e in rd.flatten() {
+                if fs::metadata(e.path()).is_err() {
+                    let _ = fs::remove_file(e.path());
                 }
             }
         }

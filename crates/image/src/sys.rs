@@ -209,14 +209,46 @@ pub fn makedev(major: u32, minor: u32) -> libc::dev_t {
 }
 
 /// `mount -t overlay overlay <target> -o <opts>`.
-pub fn mount_overlay(target: &std::path::Path, opts: &str) -> io::Result<()> {
+/// Mount overlayfs at `target` with `opts`, resolving relative paths in `opts` against `cwd`.
+///
+/// Relative lower dirs keep the option string (one page at most) short enough for deep images.
+/// The mount is made by a forked child that changes directory first, so the caller's working
+/// directory (shared by all its threads) never changes; the child shares the mount namespace,
+/// so the mount is the caller's.
+pub fn mount_overlay(cwd: &std::path::Path, target: &std::path::Path, opts: &str) -> io::Result<()> {
+    let dir = cstr(cwd.as_os_str())?;
     let t = cstr(target.as_os_str())?;
     let o = CString::new(opts).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: every pointer is a valid NUL-terminated string that outlives the call.
-    check(unsafe {
-        libc::mount(c"overlay".as_ptr(), t.as_ptr(), c"overlay".as_ptr(), 0, o.as_ptr() as *const libc::c_void)
-    })?;
-    Ok(())
+    // SAFETY: the child runs only async-signal-safe system calls (chdir, mount, _exit) on strings
+    // prepared before the fork, so forking a multi-threaded process is sound.
+    let pid = check(unsafe { libc::fork() })?;
+    if pid == 0 {
+        // SAFETY: valid C strings that outlive the calls; _exit never returns.
+        unsafe {
+            if libc::chdir(dir.as_ptr()) < 0 {
+                libc::_exit(*libc::__errno_location());
+            }
+            let r = libc::mount(c"overlay".as_ptr(), t.as_ptr(), c"overlay".as_ptr(), 0, o.as_ptr() as *const libc::c_void);
+            libc::_exit(if r < 0 { *libc::__errno_location() } else { 0 });
+        }
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child; status is a valid out pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+    match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
+        (true, 0) => Ok(()),
+        (true, errno) => Err(io::Error::from_raw_os_error(errno)),
+        _ => Err(io::Error::other("the mount helper process was killed")),
+    }
 }
 
 /// `umount2(target, MNT_DETACH)`.

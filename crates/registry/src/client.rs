@@ -525,6 +525,32 @@ impl Client {
         }
     }
 
+    /// Stream a foreign (non-distributable) layer from one of its descriptor's `urls`, from
+    /// `offset` on. HTTPS, or plain HTTP to loopback and insecure registries only; no credentials
+    /// are sent. The caller verifies size and digest.
+    pub fn fetch_url(&self, url: &str, offset: u64) -> Result<Box<dyn Read + Send>> {
+        let allowed = url.starts_with("https://")
+            || url.strip_prefix("http://").is_some_and(|rest| self.may_use_http(rest.split('/').next().unwrap_or("")));
+        if !allowed {
+            return Err(Error::new(format!("layer URL {url:?} is neither https:// nor http:// to an insecure registry")));
+        }
+        let hs: Vec<(&str, String)> = if offset > 0 { vec![("Range", format!("bytes={offset}-"))] } else { vec![] };
+        let resp = self.send("GET", url, &hs, &mut Body::Empty)?;
+        match resp.status().as_u16() {
+            206 => Ok(Box::new(resp.into_body().into_reader())),
+            200 => {
+                let mut rd = resp.into_body().into_reader();
+                let skipped = std::io::copy(&mut (&mut rd).take(offset), &mut std::io::sink())
+                    .map_err(|e| Error::new(format!("GET {url}: {e}")))?;
+                if skipped < offset {
+                    return Err(Error::new(format!("GET {url}: shorter than {offset} bytes")));
+                }
+                Ok(Box::new(rd))
+            }
+            code => Err(Error::new(format!("GET {url}: HTTP {code}"))),
+        }
+    }
+
     /// Whether the repository has the blob (`HEAD`).
     pub fn blob_exists(&self, r: &Reference, digest: &Digest) -> Result<bool> {
         let domain = r.domain();

@@ -32,7 +32,8 @@ pub mod media {
     pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
     pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
-    /// True for layers a registry need not serve (foreign / non-distributable): pull skips them.
+    /// True for layers a registry need not serve (foreign / non-distributable): pull falls back
+    /// to their descriptor's `urls`, push does not upload them (OCI image spec, layer.md).
     pub fn is_foreign_layer(media_type: &str) -> bool {
         media_type == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
             || media_type.starts_with("application/vnd.oci.image.layer.nondistributable.")

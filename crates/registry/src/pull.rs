@@ -57,14 +57,6 @@ pub fn pull(
 ) -> Result<PullOutcome> {
     let domain = r.domain();
     let PulledManifest { bytes, digest, media_type, manifest, index } = client.get_manifest(r, platform)?;
-    if let Some(l) = manifest.layers.iter().find(|l| media::is_foreign_layer(&l.media_type)) {
-        return Err(Error::new(format!(
-            "{}: layer {} is foreign (non-distributable, {}); berth pulls only distributable layers (Linux images)",
-            r.familiar(),
-            l.digest,
-            l.media_type
-        )));
-    }
     let config_digest = Digest::parse(&manifest.config.digest)?;
     if manifest.config.size > MAX_CONFIG_SIZE {
         return Err(Error::new(format!(
@@ -93,6 +85,12 @@ pub fn pull(
     let (diff_ids, chains) =
         config_diff_ids(&cfg, manifest.layers.len()).map_err(|e| Error::new(format!("{}: {e}", r.familiar())))?;
     let mut layers = Vec::new();
+    // Foreign (non-distributable) layers: the registry may serve them; if not, their `urls`.
+    let urls: Vec<Vec<String>> = manifest
+        .layers
+        .iter()
+        .map(|l| if media::is_foreign_layer(&l.media_type) { l.urls.clone().unwrap_or_default() } else { vec![] })
+        .collect();
     for l in &manifest.layers {
         layers.push(LayerDesc { digest: Digest::parse(&l.digest)?, size: l.size, media_type: l.media_type.clone() });
     }
@@ -114,9 +112,14 @@ pub fn pull(
                 let id = short(&l.digest);
                 let parent = if i == 0 { None } else { Some(&chains[i - 1]) };
                 let mut fetch = |offset: u64| -> berth_image::Result<Box<dyn Read + Send>> {
-                    client
-                        .fetch_blob(r, &l.digest, offset)
-                        .map_err(|e| berth_image::Error::new(berth_image::ErrorKind::Io, e.to_string()))
+                    let mut res = client.fetch_blob(r, &l.digest, offset);
+                    for url in &urls[i] {
+                        match res {
+                            Ok(_) => break,
+                            Err(_) => res = client.fetch_url(url, offset),
+                        }
+                    }
+                    res.map_err(|e| berth_image::Error::new(berth_image::ErrorKind::Io, e.to_string()))
                 };
                 let size = l.size;
                 let id2 = id.clone();
