@@ -6,7 +6,9 @@
 # Usage: bench/pull.sh [path-to-berth]          (as root; default target/release/berth)
 # Environment: RUNS (default 5), WARMUP (default 1), BENCH_CACHE (where the generated image is
 #              kept between runs; default /var/tmp/berth-bench-image), BENCH_JSON=FILE,
-#              BENCH_KEEP=1 keeps the work directory.
+#              BENCH_KEEP=1 keeps the work directory, SETTLE=N waits N seconds after each
+#              tool's store is emptied (ext4 slows inode allocation for ~30 s after many
+#              deletions, which otherwise adds to whichever tool runs right after; default 0).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -71,11 +73,12 @@ export DOCKER_CONFIG=$work/dockercfg
 mkdir -p "$DOCKER_CONFIG"
 
 broot=$work/berth
+settle="sync; sleep ${SETTLE:-0}"
 D="docker -H unix://$sock"
 hyperfine --runs "$runs" --warmup "$warmup" --export-json "$work/pull.json" \
-  -n berth --prepare "rm -rf $broot" "$berth --data-root $broot pull -q $ref" \
-  -n dockerd --prepare "$D rmi -f $ref >/dev/null 2>&1; $D image prune -af >/dev/null" "$D pull -q $ref" \
-  -n skopeo+umoci --prepare "rm -rf $work/oci $work/bundle" \
+  -n berth --prepare "rm -rf $broot; $settle" "$berth --data-root $broot pull -q $ref" \
+  -n dockerd --prepare "$D rmi -f $ref >/dev/null 2>&1; $D image prune -af >/dev/null; $settle" "$D pull -q $ref" \
+  -n skopeo+umoci --prepare "rm -rf $work/oci $work/bundle; $settle" \
   "skopeo copy -q --src-tls-verify=false docker://$ref oci:$work/oci:b && umoci unpack --image $work/oci:b $work/bundle >/dev/null"
 
 # Peak RSS of one cold berth pull.

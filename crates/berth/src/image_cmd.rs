@@ -658,43 +658,7 @@ fn cmd_images(cli: &ImageCli, a: &ImagesArgs) -> Result<i32> {
 }
 
 fn inspect_json(store: &ImageStore, rec: &ImageRecord, names: &[String]) -> Result<Value> {
-    let cfg = store.config(rec).map_err(e)?;
-    let tags: Vec<String> = names
-        .iter()
-        .filter_map(|n| Reference::parse(n).ok())
-        .filter(|r| r.tag().is_some())
-        .map(|r| r.familiar())
-        .collect();
-    let digests: Vec<String> = rec
-        .repo_digests
-        .iter()
-        .map(|d| match d.split_once('@') {
-            Some((n, dg)) => {
-                format!("{}@{dg}", Reference::parse(n).map(|r| r.familiar_name()).unwrap_or(n.to_string()))
-            }
-            None => d.clone(),
-        })
-        .collect();
-    let mut v = json!({
-        "Id": rec.id.to_string(),
-        "RepoTags": tags,
-        "RepoDigests": digests,
-        "Parent": "",
-        "Comment": cfg.get("comment").cloned().unwrap_or(json!("")),
-        "Created": cfg.get("created").cloned().unwrap_or(json!("")),
-        "DockerVersion": cfg.get("docker_version").cloned().unwrap_or(json!("")),
-        "Author": cfg.get("author").cloned().unwrap_or(json!("")),
-        "Config": cfg.get("config").cloned().unwrap_or(Value::Null),
-        "Architecture": cfg.get("architecture").cloned().unwrap_or(json!("")),
-        "Os": cfg.get("os").cloned().unwrap_or(json!("")),
-        "Size": rec.size,
-        "RootFS": {"Type": "layers", "Layers": rec.diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>()},
-        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
-    });
-    if let Some(var) = cfg.get("variant") {
-        v["Variant"] = var.clone();
-    }
-    Ok(v)
+    store.docker_inspect(rec, names).map_err(e)
 }
 
 fn cmd_inspect(cli: &ImageCli, a: &InspectArgs) -> Result<i32> {
@@ -790,7 +754,7 @@ fn cmd_prune(cli: &ImageCli, a: &PruneArgs, system: bool) -> Result<i32> {
         if system {
             eprint!("WARNING! This will remove:\n  - all {what}\n  - unreferenced layers and blobs\n");
         } else {
-            eprint!("WARNING! This will remove all {what}.\n");
+            eprintln!("WARNING! This will remove all {what}.");
         }
         eprint!("Are you sure you want to continue? [y/N] ");
         let _ = std::io::stderr().flush();

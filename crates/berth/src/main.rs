@@ -3,6 +3,7 @@
 //! Invoked as `runc` or `berth-runc` (a symlink), it behaves exactly like `berth runtime`,
 //! which is how dockerd, containerd and podman call an OCI runtime.
 
+mod daemon_cmd;
 mod image_cmd;
 mod progress;
 mod runtime_cmd;
@@ -28,6 +29,7 @@ Commands:
   system     Remove unused data (system prune)
   login      Log in to a registry (credentials in Docker's config.json)
   logout     Log out from a registry
+  daemon     Run the engine: the Docker Engine API on /run/berth/berth.sock
   runtime    Run containers from OCI bundles (runc-compatible; see `berth runtime --help`)
   version    Print the version
   help       Print this help
@@ -63,6 +65,16 @@ fn main() {
                 "pull" | "push" | "images" | "tag" | "rmi" | "image" | "save" | "load" | "import" | "login" | "logout"
                 | "system",
             ) => image_cmd::main(args),
+            Some("daemon") => {
+                let mut rest = vec![OsString::from("berth daemon")];
+                rest.extend(args.into_iter().skip(i + 1));
+                daemon_cmd::daemon_main(rest)
+            }
+            Some("monitor") => {
+                let mut rest = vec![OsString::from("berth monitor")];
+                rest.extend(args.into_iter().skip(i + 1));
+                daemon_cmd::monitor_main(rest)
+            }
             Some("version") | Some("--version") | Some("-V") => {
                 println!("berth version {}", env!("CARGO_PKG_VERSION"));
                 0

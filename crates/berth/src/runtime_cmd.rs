@@ -347,6 +347,7 @@ fn create_opts(root: &Path, c: &CreateArgs) -> CreateOpts {
         preserve_fds: c.preserve_fds,
         no_pivot: c.no_pivot,
         detach: false,
+        notify_started: None,
     }
 }
 

@@ -837,7 +837,10 @@ open(out + "/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
 #[test]
 fn foreign_layers_come_from_their_urls_and_are_not_pushed() {
     let env = Env::new("foreign");
-    let reg = Registry::start("foreign", "validation:\n  manifests:\n    urls:\n      allow:\n        - '^http://127\\.0\\.0\\.1:'\n");
+    let reg = Registry::start(
+        "foreign",
+        "validation:\n  manifests:\n    urls:\n      allow:\n        - '^http://127\\.0\\.0\\.1:'\n",
+    );
     let web = env.dir.join("web");
     std::fs::create_dir_all(&web).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -148,10 +148,14 @@ fn not_found(what: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::NotFound, format!("No such image: {what}"))
 }
 
-/// Counts bytes read and copies them into the ingest writer (the download's one pass).
+/// Counts bytes read and hands a copy of them to the blob-writing thread (the download's one
+/// pass: the compressed bytes are hashed and stored on one core while they are inflated, hashed
+/// and unpacked on another).
 struct Tee<'a, R> {
     inner: R,
-    writer: &'a mut crate::store::Writer,
+    to_blob: std::sync::mpsc::SyncSender<Vec<u8>>,
+    /// Set by the blob writer when storing failed: reading stops at once.
+    write_failed: &'a AtomicBool,
     done: u64,
     progress: &'a mut (dyn FnMut(u64) + Send),
     /// Set when the source (the network) failed, as opposed to the content being bad.
@@ -160,8 +164,13 @@ struct Tee<'a, R> {
 
 impl<R: Read> Read for Tee<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.write_failed.load(Ordering::Relaxed) {
+            return Err(io::Error::other("storing the blob failed"));
+        }
         let n = self.inner.read(buf).inspect_err(|_| self.source_failed.store(true, Ordering::Relaxed))?;
-        self.writer.write_all(&buf[..n])?;
+        if n > 0 && self.to_blob.send(buf[..n].to_vec()).is_err() {
+            return Err(io::Error::other("the blob writer stopped"));
+        }
         self.done += n as u64;
         (self.progress)(self.done);
         Ok(n)
@@ -295,19 +304,48 @@ impl ImageStore {
         progress(offset);
         let tmp = self.new_tmp()?;
         let source_failed = AtomicBool::new(false);
-        let result = (|| {
-            let tee = Tee { inner: net, writer: &mut writer, done: offset, progress, source_failed: &source_failed };
-            let mut input = partial.chain(tee);
-            let stats = {
-                let mut decoded = crate::compression::decompress(&mut input)
-                    .map_err(|e| Error::new(e.kind(), format!("layer {}: {e}", layer.digest)))?;
-                apply_layer(&tmp.join("fs"), &mut decoded, ApplyMode::Overlay)
-                    .map_err(|e| Error::new(e.kind(), format!("layer {}: {e}", layer.digest)))?
+        let write_failed = AtomicBool::new(false);
+        let (result, writer, stored) = std::thread::scope(|s| {
+            let (to_blob, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(64);
+            let write_failed = &write_failed;
+            let blob_writer = s.spawn(move || {
+                let mut stored = Ok(());
+                // Keep draining after an error so the reader never blocks on a full channel.
+                for chunk in chunks {
+                    if stored.is_ok() {
+                        stored = writer.write_all(&chunk);
+                        if stored.is_err() {
+                            write_failed.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
+                (writer, stored)
+            });
+            let result = (|| {
+                let tee =
+                    Tee { inner: net, to_blob, write_failed, done: offset, progress, source_failed: &source_failed };
+                let mut input = partial.chain(tee);
+                let stats = {
+                    let mut decoded = crate::compression::decompress(&mut input)
+                        .map_err(|e| Error::new(e.kind(), format!("layer {}: {e}", layer.digest)))?;
+                    apply_layer(&tmp.join("fs"), &mut decoded, ApplyMode::Overlay)
+                        .map_err(|e| Error::new(e.kind(), format!("layer {}: {e}", layer.digest)))?
+                };
+                // Bytes after the compressed stream's end still belong to the blob.
+                io::copy(&mut input, &mut io::sink()).ctx(format_args!("downloading layer {}", layer.digest))?;
+                Ok(stats)
+            })();
+            // The tee (and with it the channel's sender) is gone: the writer finishes.
+            let (writer, stored) = match blob_writer.join() {
+                Ok(r) => r,
+                Err(p) => std::panic::resume_unwind(p),
             };
-            // Bytes after the compressed stream's end still belong to the blob.
-            io::copy(&mut input, &mut io::sink()).ctx(format_args!("downloading layer {}", layer.digest))?;
-            Ok(stats)
-        })();
+            (result, writer, stored)
+        });
+        if let Err(e) = stored {
+            let _ = writer.abort();
+            return Err(Error::io(format!("storing layer {}", layer.digest), e));
+        }
         let stats = match result {
             Ok(s) => s,
             Err(e) => {
@@ -648,6 +686,47 @@ impl ImageStore {
         let data = self.content.read(&rec.id, 64 << 20)?;
         serde_json::from_slice(&data)
             .map_err(|e| Error::new(ErrorKind::InvalidLayer, format!("image config {} is not valid JSON: {e}", rec.id)))
+    }
+
+    /// The image as Docker's `GET /images/{name}/json` shows it (`names`: its references).
+    pub fn docker_inspect(&self, rec: &ImageRecord, names: &[String]) -> Result<serde_json::Value> {
+        let cfg = self.config(rec)?;
+        let tags: Vec<String> = names
+            .iter()
+            .filter_map(|n| Reference::parse(n).ok())
+            .filter(|r| r.tag().is_some())
+            .map(|r| r.familiar())
+            .collect();
+        let digests: Vec<String> = rec
+            .repo_digests
+            .iter()
+            .map(|d| match d.split_once('@') {
+                Some((n, dg)) => {
+                    format!("{}@{dg}", Reference::parse(n).map(|r| r.familiar_name()).unwrap_or(n.to_string()))
+                }
+                None => d.clone(),
+            })
+            .collect();
+        let mut v = serde_json::json!({
+            "Id": rec.id.to_string(),
+            "RepoTags": tags,
+            "RepoDigests": digests,
+            "Parent": "",
+            "Comment": cfg.get("comment").cloned().unwrap_or(serde_json::json!("")),
+            "Created": cfg.get("created").cloned().unwrap_or(serde_json::json!("")),
+            "DockerVersion": cfg.get("docker_version").cloned().unwrap_or(serde_json::json!("")),
+            "Author": cfg.get("author").cloned().unwrap_or(serde_json::json!("")),
+            "Config": cfg.get("config").cloned().unwrap_or(serde_json::Value::Null),
+            "Architecture": cfg.get("architecture").cloned().unwrap_or(serde_json::json!("")),
+            "Os": cfg.get("os").cloned().unwrap_or(serde_json::json!("")),
+            "Size": rec.size,
+            "RootFS": {"Type": "layers", "Layers": rec.diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>()},
+            "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+        });
+        if let Some(var) = cfg.get("variant") {
+            v["Variant"] = var.clone();
+        }
+        Ok(v)
     }
 
     /// The snapshot directories of an image's root filesystem, bottom layer first.

@@ -26,6 +26,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -387,11 +388,29 @@ impl Writer {
     }
 }
 
+/// Written bytes are handed to the disk in steps of this size while the download goes on, so
+/// the `fsync` at commit has little left to wait for.
+const WRITEBACK_STEP: u64 = 8 << 20;
+
 impl Write for Writer {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.data.write(buf)?;
         self.hasher.update(&buf[..n]);
+        let before = self.offset;
         self.offset += n as u64;
+        if before / WRITEBACK_STEP != self.offset / WRITEBACK_STEP {
+            let start = (self.offset / WRITEBACK_STEP - 1) * WRITEBACK_STEP;
+            // SAFETY: a plain system call on our own open fd; it only starts writeback (a hint),
+            // so its result is ignored.
+            unsafe {
+                libc::sync_file_range(
+                    self.data.as_raw_fd(),
+                    start as libc::off64_t,
+                    WRITEBACK_STEP as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+        }
         Ok(n)
     }
 

@@ -228,7 +228,8 @@ pub fn mount_overlay(cwd: &std::path::Path, target: &std::path::Path, opts: &str
             if libc::chdir(dir.as_ptr()) < 0 {
                 libc::_exit(*libc::__errno_location());
             }
-            let r = libc::mount(c"overlay".as_ptr(), t.as_ptr(), c"overlay".as_ptr(), 0, o.as_ptr() as *const libc::c_void);
+            let r =
+                libc::mount(c"overlay".as_ptr(), t.as_ptr(), c"overlay".as_ptr(), 0, o.as_ptr() as *const libc::c_void);
             libc::_exit(if r < 0 { *libc::__errno_location() } else { 0 });
         }
     }

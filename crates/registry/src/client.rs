@@ -532,7 +532,9 @@ impl Client {
         let allowed = url.starts_with("https://")
             || url.strip_prefix("http://").is_some_and(|rest| self.may_use_http(rest.split('/').next().unwrap_or("")));
         if !allowed {
-            return Err(Error::new(format!("layer URL {url:?} is neither https:// nor http:// to an insecure registry")));
+            return Err(Error::new(format!(
+                "layer URL {url:?} is neither https:// nor http:// to an insecure registry"
+            )));
         }
         let hs: Vec<(&str, String)> = if offset > 0 { vec![("Range", format!("bytes={offset}-"))] } else { vec![] };
         let resp = self.send("GET", url, &hs, &mut Body::Empty)?;

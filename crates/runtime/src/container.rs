@@ -34,6 +34,10 @@ pub struct CreateOpts {
     pub no_pivot: bool,
     /// `run --detach`: return once the process has started.
     pub detach: bool,
+    /// `run`: once the process has started (exec done, poststart hooks run), its pid and a
+    /// newline are written to this fd, which is then closed (the engine's monitor learns that
+    /// the start succeeded while `run` goes on waiting).
+    pub notify_started: Option<RawFd>,
 }
 
 /// How the init learns that it may exec the user process.
@@ -187,6 +191,14 @@ pub fn run(opts: &CreateOpts) -> Result<i32> {
     if let Err(e) = hooks::run("poststart", spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()), &state_json) {
         let _ = destroy(&sd, &st, &spec, true);
         return Err(e);
+    }
+    if let Some(fd) = opts.notify_started {
+        let line = format!("{}\n", st.pid);
+        // SAFETY: the caller handed us this fd to write the pid to and close.
+        unsafe {
+            libc::write(fd, line.as_ptr() as *const libc::c_void, line.len());
+            libc::close(fd);
+        }
     }
     if detach {
         return Ok(0);

@@ -193,7 +193,13 @@ impl State {
 
 /// RFC 3339 UTC timestamp with nanoseconds, without a date crate.
 pub fn now_rfc3339() -> String {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    rfc3339(std::time::SystemTime::now())
+}
+
+/// `t` as an RFC 3339 UTC timestamp with nanoseconds (Docker's `time.RFC3339Nano` layout,
+/// without trimming zeros).
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
     // Civil-from-days (Howard Hinnant's algorithm).

@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each test file uses a different part of these helpers
 //! A real registry for tests: Debian's `docker-registry` (distribution 2.8) on a free loopback
 //! port, with its own config and storage in a temporary directory, stopped on drop.
 

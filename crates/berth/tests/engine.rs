@@ -1,0 +1,302 @@
+//! `berth daemon` driven by the real docker CLI (28.x on the PATH): containers run, print,
+//! exit with their codes, keep running across a daemon kill -9, restart by policy; images are
+//! pulled through the API from Debian's docker-registry; bad input gets Docker's errors.
+
+mod common;
+
+use common::registry::{make_layout, Registry};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+struct Engine {
+    dir: PathBuf,
+    sock: PathBuf,
+    daemon: Option<Child>,
+}
+
+/// A busybox root filesystem (Debian's busybox-static) as a tarball.
+fn busybox_tar(dir: &Path) -> PathBuf {
+    let root = dir.join("bbroot");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static (scripts/deps.sh test)");
+    for a in ["sh", "echo", "cat", "sleep", "ls", "id", "hostname", "true", "false", "env", "wc"] {
+        let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(a));
+    }
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n")
+        .unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+    let tar = dir.join("bb.tar");
+    let o = Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").output().unwrap();
+    assert!(o.status.success());
+    tar
+}
+
+impl Engine {
+    fn new(name: &str) -> Engine {
+        let dir = std::env::temp_dir().join(format!("berth-eng-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let tar = busybox_tar(&dir);
+        let o = Command::new(BERTH)
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .args(["import", tar.to_str().unwrap(), "bb:1"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "import: {}", String::from_utf8_lossy(&o.stderr));
+        let sock = dir.join("berth.sock");
+        let mut e = Engine { dir, sock, daemon: None };
+        e.start_daemon();
+        e
+    }
+
+    fn start_daemon(&mut self) {
+        let child = Command::new(BERTH)
+            .arg("daemon")
+            .arg("--data-root")
+            .arg(self.dir.join("data"))
+            .arg("--exec-root")
+            .arg(self.dir.join("run"))
+            .arg("-H")
+            .arg(&self.sock)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::options().create(true).append(true).open(self.dir.join("daemon.log")).unwrap())
+            .spawn()
+            .unwrap();
+        self.daemon = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&self.sock).is_err() {
+            assert!(Instant::now() < deadline, "daemon did not start: {}", self.log());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn kill9_daemon(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        self.docker_in(args, None)
+    }
+
+    fn docker_in(&self, args: &[&str], input: Option<&str>) -> Output {
+        let mut c = Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .env("DOCKER_CONFIG", self.dir.join("docker-config"))
+            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the docker CLI");
+        if let Some(i) = input {
+            c.stdin.take().unwrap().write_all(i.as_bytes()).unwrap();
+        }
+        c.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.docker(args);
+        assert!(
+            o.status.success(),
+            "docker {args:?}: {}{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// A raw API request; returns (status, body).
+    fn raw(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        let mut s = UnixStream::connect(&self.sock).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        (status, body)
+    }
+
+    fn mounts_left(&self) -> Vec<String> {
+        let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let d = self.dir.to_str().unwrap().to_string();
+        mi.lines().filter(|l| l.contains(&d)).map(String::from).collect()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.docker(&["rm", "-f", "-v"]);
+        let ids = self.docker(&["ps", "-aq"]);
+        for id in String::from_utf8_lossy(&ids.stdout).lines() {
+            let _ = self.docker(&["rm", "-f", id]);
+        }
+        self.kill9_daemon();
+        // Monitors the test left behind.
+        let _ = Command::new("pkill").arg("-9").arg("-f").arg(self.dir.to_str().unwrap()).status();
+        for m in self.mounts_left().iter().rev() {
+            if let Some(p) = m.split(' ').nth(4) {
+                let _ = Command::new("umount").arg("-l").arg(p).status();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn run_output_exit_codes_stdin_and_bad_input() {
+    let e = Engine::new("run");
+    let o = e.docker(&["run", "--rm", "bb:1", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(o.status.code(), Some(3), "{}{}", err(&o), e.log());
+    assert_eq!(out(&o), "out\n");
+    assert!(err(&o).contains("err\n"), "{}", err(&o));
+
+    assert_eq!(e.docker_in(&["run", "-i", "--rm", "bb:1", "cat"], Some("piped in\n")).stdout, b"piped in\n");
+    assert_eq!(e.ok(&["run", "--rm", "-e", "A=b c", "bb:1", "sh", "-c", "echo $A; hostname | wc -c"]), "b c\n13\n");
+    assert_eq!(e.ok(&["run", "--rm", "-u", "nobody", "bb:1", "id", "-u"]), "65534\n");
+
+    // A missing executable: Docker's 127 and its message; the --rm container is gone.
+    let o = e.docker(&["run", "--rm", "bb:1", "nosuchcmd"]);
+    assert_eq!(o.status.code(), Some(127), "{}", err(&o));
+    assert!(err(&o).contains("executable file not found"), "{}", err(&o));
+    // Refused flags name the problem and create nothing.
+    let o = e.docker(&["run", "--rm", "-p", "8080:80", "bb:1", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(err(&o).contains("published ports"), "{}", err(&o));
+    assert_eq!(e.ok(&["ps", "-aq"]), "", "half-made containers left");
+
+    // Names: a conflict is Docker's 409 message.
+    e.ok(&["create", "--name", "dup", "bb:1", "true"]);
+    let o = e.docker(&["create", "--name", "dup", "bb:1", "true"]);
+    assert!(err(&o).contains("is already in use"), "{}", err(&o));
+    e.ok(&["rm", "dup"]);
+
+    // Malformed JSON and unknown images through the raw API.
+    let (code, body) = e.raw("POST", "/v1.50/containers/create", "{not json");
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("invalid JSON"), "{body}");
+    let (code, body) = e.raw("POST", "/containers/create", r#"{"Image":"nosuch:1"}"#);
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("No such image: nosuch:1"), "{body}");
+    let (code, body) = e.raw(
+        "POST",
+        "/containers/create",
+        r#"{"Image":"bb:1","Cmd":["true"],"HostConfig":{"Binds":["relative:/x"]}}"#,
+    );
+    assert_eq!(code, 400, "{body}");
+    let (code, _) = e.raw("GET", "/v1.12/version", "");
+    assert_eq!(code, 400, "an API version below the minimum is refused");
+    assert_eq!(e.ok(&["ps", "-aq"]), "");
+    assert!(e.mounts_left().is_empty(), "{:?}", e.mounts_left());
+}
+
+fn pid_alive(pid: i64) -> bool {
+    pid > 0 && Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn containers_outlive_the_daemon_and_restart_by_policy() {
+    let mut e = Engine::new("life");
+    let id = e
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "tick",
+            "bb:1",
+            "sh",
+            "-c",
+            "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64);
+    std::thread::sleep(Duration::from_millis(500));
+    let ps = e.ok(&["ps", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(ps.starts_with("tick Up"), "{ps}");
+    let logs = e.ok(&["logs", "tick"]);
+    assert!(logs.starts_with("tick 0\ntick 1\n"), "{logs}");
+    let pid: i64 = e.ok(&["inspect", "-f", "{{.State.Pid}}", "tick"]).trim().parse().unwrap();
+    assert!(pid_alive(pid));
+
+    // kill -9 the daemon: the container keeps running and logging; a new daemon adopts it.
+    e.kill9_daemon();
+    let before =
+        std::fs::read_to_string(e.dir.join(format!("data/containers/{id}/{id}-json.log"))).unwrap().lines().count();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(pid_alive(pid), "the container died with the daemon");
+    let after =
+        std::fs::read_to_string(e.dir.join(format!("data/containers/{id}/{id}-json.log"))).unwrap().lines().count();
+    assert!(after > before, "logging stopped with the daemon ({before} -> {after})");
+    e.start_daemon();
+    assert_eq!(e.ok(&["inspect", "-f", "{{.State.Status}} {{.State.Pid}}", "tick"]).trim(), format!("running {pid}"));
+    let tail = e.ok(&["logs", "--tail", "1", "tick"]);
+    assert!(tail.starts_with("tick "), "{tail}");
+    // sh as pid 1 ignores SIGTERM: stop kills after the timeout.
+    e.ok(&["stop", "-t", "1", "tick"]);
+    assert_eq!(e.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "tick"]).trim(), "exited 137");
+    assert!(!pid_alive(pid));
+    assert!(e.mounts_left().is_empty(), "{:?}", e.mounts_left());
+    e.ok(&["rm", "tick"]);
+    assert!(!e.dir.join(format!("data/containers/{id}")).exists());
+
+    // on-failure:2 restarts a failing container twice, then leaves it exited.
+    e.ok(&["run", "-d", "--name", "flaky", "--restart", "on-failure:2", "bb:1", "sh", "-c", "echo try; exit 5"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = e.ok(&["inspect", "-f", "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}", "flaky"]);
+        if s.trim() == "exited 2 5" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "flaky: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(e.ok(&["logs", "flaky"]), "try\ntry\ntry\n");
+    e.ok(&["rm", "flaky"]);
+}
+
+#[test]
+fn pull_through_the_api_then_run() {
+    let e = Engine::new("pull");
+    let reg = Registry::start("engpull", "");
+    let layout = e.dir.join("layout");
+    make_layout(&layout, "t1");
+    reg.push_layout(&layout, "t1", "test/bb:t1");
+    let name = format!("{}/test/bb:t1", reg.addr);
+    let o = e.docker(&["pull", &name]);
+    assert!(o.status.success(), "{}{}", err(&o), e.log());
+    assert!(out(&o).contains("Pull complete") && out(&o).contains("Digest: sha256:"), "{}", out(&o));
+    let images = e.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(images.contains(&name), "{images}");
+    assert_eq!(e.ok(&["run", "--rm", &name, "/bin/busybox", "cat", "/etc/motd"]), "layer two\n");
+    // A tag that does not exist: the in-stream error makes the CLI fail.
+    let o = e.docker(&["pull", &format!("{}/test/bb:nope", reg.addr)]);
+    assert!(!o.status.success());
+    e.ok(&["rmi", &name]);
+}

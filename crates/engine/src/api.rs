@@ -1,0 +1,688 @@
+//! The Docker Engine API: routes (unversioned and under `/v{version}`) and Docker's JSON shapes.
+
+use crate::daemon::{Container, Daemon};
+use crate::http::{ApiError, ApiResult, Conn, Request};
+use crate::logs::{self, ReadOpts};
+use serde_json::{json, Value};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Serve the API on `sock` (mode 0600: root only) until the process ends.
+pub fn serve(d: Arc<Daemon>, sock: &Path) -> Result<(), String> {
+    if let Some(dir) = sock.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    if std::os::unix::net::UnixStream::connect(sock).is_ok() {
+        return Err(format!("{} is in use: is another daemon running?", sock.display()));
+    }
+    let _ = std::fs::remove_file(sock);
+    // SAFETY: umask only changes this process's file-creation mask; the socket is born 0600.
+    let old = unsafe { libc::umask(0o177) };
+    let listener = UnixListener::bind(sock);
+    // SAFETY: as above, restoring the previous mask.
+    unsafe { libc::umask(old) };
+    let listener = listener.map_err(|e| format!("listening on {}: {e}", sock.display()))?;
+    eprintln!("berth daemon: API listening on {}", sock.display());
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        let d = d.clone();
+        std::thread::spawn(move || {
+            if let Ok(mut c) = Conn::new(conn) {
+                handle_conn(&d, &mut c);
+            }
+        });
+    }
+    Ok(())
+}
+
+fn handle_conn(d: &Arc<Daemon>, conn: &mut Conn) {
+    while !conn.closed {
+        let req = match conn.next_request() {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                let _ = conn.error(&ApiError::bad(e.to_string()));
+                return;
+            }
+        };
+        if req.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close")) {
+            conn.closed = true; // served, then the connection ends
+        }
+        if let Some(v) = &req.version {
+            if version_lt(v, crate::MIN_API_VERSION) {
+                let _ = conn.error(&ApiError::bad(format!(
+                    "client version {v} is too old. Minimum supported API version is {}, please upgrade your client to a newer version",
+                    crate::MIN_API_VERSION
+                )));
+                continue;
+            }
+            if version_lt(crate::API_VERSION, v) {
+                let _ = conn.error(&ApiError::bad(format!(
+                    "client version {v} is too new. Maximum supported API version is {}",
+                    crate::API_VERSION
+                )));
+                continue;
+            }
+        }
+        conn.api_version = req.version.clone().unwrap_or_else(|| crate::API_VERSION.to_string());
+        let close = conn.closed;
+        conn.closed = false;
+        if let Err(e) = route(d, conn, &req) {
+            if conn.closed {
+                return;
+            }
+            if conn.error(&e).is_err() {
+                return;
+            }
+        }
+        if close {
+            return;
+        }
+    }
+}
+
+fn version_lt(a: &str, b: &str) -> bool {
+    let p = |s: &str| s.split('.').map(|x| x.parse::<u32>().unwrap_or(0)).collect::<Vec<_>>();
+    p(a) < p(b)
+}
+
+fn io(e: std::io::Error) -> ApiError {
+    ApiError::internal(format!("writing the response: {e}"))
+}
+
+fn route(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
+    let parts: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    let m = req.method.as_str();
+    match (m, parts.as_slice()) {
+        ("GET" | "HEAD", ["_ping"]) => {
+            let body = if m == "HEAD" { &b""[..] } else { &b"OK"[..] };
+            conn.respond(200, "text/plain; charset=utf-8", body).map_err(io)?;
+        }
+        ("GET", ["version"]) => conn.json(200, &version()).map_err(io)?,
+        ("GET", ["info"]) => conn.json(200, &info(d)).map_err(io)?,
+        ("GET", ["containers", "json"]) => {
+            let v = list_containers(d, req)?;
+            conn.json(200, &v).map_err(io)?
+        }
+        ("POST", ["containers", "create"]) => {
+            let body = conn.json_body(req)?;
+            let c = d.create(req.q("name"), &body)?;
+            conn.json(201, &json!({"Id": c.id, "Warnings": []})).map_err(io)?;
+        }
+        ("GET", ["containers", id, "json"]) => {
+            let c = d.find(id)?;
+            conn.json(200, &inspect(d, &c)).map_err(io)?
+        }
+        ("POST", ["containers", id, "start"]) => {
+            let _ = conn.body(req)?;
+            if d.start(id)? {
+                conn.empty(204).map_err(io)?
+            } else {
+                conn.empty(304).map_err(io)?
+            }
+        }
+        ("POST", ["containers", id, "stop"]) => {
+            let t = req.q("t").or(req.q("timeout")).map(|t| t.parse::<i64>()).transpose();
+            let t = t.map_err(|_| ApiError::bad("invalid value for t: not an integer"))?;
+            if d.stop(id, t, req.q("signal").filter(|s| !s.is_empty()))? {
+                conn.empty(204).map_err(io)?
+            } else {
+                conn.empty(304).map_err(io)?
+            }
+        }
+        ("POST", ["containers", id, "restart"]) => {
+            let t = req.q("t").and_then(|t| t.parse::<i64>().ok());
+            d.stop(id, t, None)?;
+            d.start(id)?;
+            conn.empty(204).map_err(io)?
+        }
+        ("POST", ["containers", id, "kill"]) => {
+            let sig = req.q("signal").filter(|s| !s.is_empty()).unwrap_or("SIGKILL");
+            let sig = berth_runtime::container::parse_signal(sig).map_err(|e| ApiError::bad(e.to_string()))?;
+            let c = d.find(id)?;
+            if sig == libc::SIGWINCH && !c.running() {
+                return conn.empty(204).map_err(io);
+            }
+            d.kill(id, sig)?;
+            conn.empty(204).map_err(io)?
+        }
+        ("DELETE", ["containers", id]) => {
+            if req.flag("v") {
+                // Anonymous volumes do not exist yet: nothing to remove with them.
+            }
+            d.remove(id, req.flag("force"))?;
+            conn.empty(204).map_err(io)?
+        }
+        ("POST", ["containers", id, "wait"]) => wait(d, conn, req, id)?,
+        ("POST", ["containers", id, "attach"]) => {
+            let c = d.find(id)?;
+            let ct =
+                if c.tty() { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+            let (stream, early) = conn.hijack(req, ct).map_err(io)?;
+            d.attach(&c, stream, early, req.flag("stdin"), req.flag("stdout"), req.flag("stderr"));
+        }
+        ("POST", ["containers", id, "resize"]) => {
+            let c = d.find(id)?;
+            let h = req.q("h").and_then(|v| v.parse().ok()).unwrap_or(24);
+            let w = req.q("w").and_then(|v| v.parse().ok()).unwrap_or(80);
+            if c.running() {
+                d.resize(&c, h, w);
+            }
+            conn.empty(200).map_err(io)?
+        }
+        ("GET", ["containers", id, "logs"]) => container_logs(d, conn, req, id)?,
+        ("POST", ["images", "create"]) => pull(d, conn, req)?,
+        ("POST", ["images", rest @ .., "tag"]) if !rest.is_empty() => {
+            let name = rest.join("/");
+            let repo = req.q("repo").unwrap_or("");
+            let tag = req.q("tag").filter(|t| !t.is_empty()).unwrap_or("latest");
+            let target =
+                berth_image::Reference::parse(&format!("{repo}:{tag}")).map_err(|e| ApiError::bad(e.to_string()))?;
+            d.images.tag(&name, &target).map_err(|e| ApiError::not_found(e.to_string()))?;
+            conn.empty(201).map_err(io)?
+        }
+        ("DELETE", ["images", rest @ ..]) if !rest.is_empty() => {
+            let name = rest.join("/");
+            let lines = d.images.remove(&name, req.flag("force")).map_err(|e| {
+                if e.to_string().contains("conflict") {
+                    ApiError::conflict(e.to_string())
+                } else {
+                    ApiError::not_found(e.to_string())
+                }
+            })?;
+            let out: Vec<Value> =
+                lines.iter().filter_map(|l| l.split_once(": ")).map(|(k, v)| json!({ k: v })).collect();
+            conn.json(200, &Value::Array(out)).map_err(io)?
+        }
+        ("GET", ["images", "json"]) => {
+            let v = list_images(d)?;
+            conn.json(200, &v).map_err(io)?
+        }
+        ("GET", ["images", rest @ .., "json"]) if !rest.is_empty() => {
+            let name = rest.join("/");
+            let rec = d.images.resolve(&name).map_err(|_| ApiError::not_found(format!("No such image: {name}")))?;
+            let names = image_names(d, rec.id.as_ref());
+            let v = d.images.docker_inspect(&rec, &names).map_err(|e| ApiError::internal(e.to_string()))?;
+            conn.json(200, &v).map_err(io)?
+        }
+        _ => {
+            return Err(ApiError::not_found(format!("page not found: {} {}", req.method, req.path)));
+        }
+    }
+    Ok(())
+}
+
+fn version() -> Value {
+    json!({
+        "Platform": {"Name": "Berth"},
+        "Components": [{"Name": "Engine", "Version": crate::DOCKER_VERSION, "Details": {"ApiVersion": crate::API_VERSION, "MinAPIVersion": crate::MIN_API_VERSION, "Os": "linux", "Arch": "amd64"}}],
+        "Version": crate::DOCKER_VERSION,
+        "ApiVersion": crate::API_VERSION,
+        "MinAPIVersion": crate::MIN_API_VERSION,
+        "GitCommit": "",
+        "GoVersion": "",
+        "Os": "linux",
+        "Arch": arch(),
+        "KernelVersion": kernel(),
+        "BuildTime": "",
+    })
+}
+
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string()
+}
+
+fn info(d: &Daemon) -> Value {
+    let cs = d.list();
+    let count = |s: &str| cs.iter().filter(|c| c.state.status == s).count();
+    let images = d.images.list().map(|l| l.len()).unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<u64>().ok()))
+        .unwrap_or(0)
+        * 1024;
+    json!({
+        "ID": "berth",
+        "Containers": cs.len(),
+        "ContainersRunning": count("running"),
+        "ContainersPaused": count("paused"),
+        "ContainersStopped": cs.len() - count("running") - count("paused"),
+        "Images": images,
+        "Driver": "overlay2",
+        "DriverStatus": [["Backing Filesystem", "overlayfs"]],
+        "Plugins": {"Volume": ["local"], "Network": ["host", "null"], "Log": ["json-file"]},
+        "MemoryLimit": true, "SwapLimit": true, "CpuCfsPeriod": true, "CpuCfsQuota": true, "CPUShares": true, "PidsLimit": true,
+        "IPv4Forwarding": false,
+        "Debug": false,
+        "NFd": 0, "NGoroutines": 0,
+        "SystemTime": berth_runtime::state::now_rfc3339(),
+        "LoggingDriver": "json-file",
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() { "2" } else { "1" },
+        "KernelVersion": kernel(),
+        "OperatingSystem": "Berth",
+        "OSType": "linux",
+        "Architecture": std::env::consts::ARCH,
+        "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "MemTotal": mem,
+        "DockerRootDir": d.data_root,
+        "Name": std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim(),
+        "Labels": [],
+        "ExperimentalBuild": false,
+        "ServerVersion": crate::DOCKER_VERSION,
+        "Runtimes": {"berth": {"path": "berth-runc"}},
+        "DefaultRuntime": "berth",
+        "Swarm": {"LocalNodeState": "inactive", "ControlAvailable": false, "NodeID": "", "NodeAddr": ""},
+        "LiveRestoreEnabled": true,
+        "Isolation": "",
+        "InitBinary": "",
+        "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "Warnings": [],
+    })
+}
+
+/// Both filter shapes: `{"label":{"a=b":true}}` (CLI) and `{"label":["a=b"]}` (docker-py).
+pub fn parse_filters(s: Option<&str>) -> ApiResult<Vec<(String, Vec<String>)>> {
+    let Some(s) = s.filter(|s| !s.is_empty()) else { return Ok(Vec::new()) };
+    let v: Value = serde_json::from_str(s).map_err(|e| ApiError::bad(format!("invalid filter: {e}")))?;
+    let obj = v.as_object().ok_or_else(|| ApiError::bad("invalid filter: not an object"))?;
+    let mut out = Vec::new();
+    for (k, vals) in obj {
+        let list = match vals {
+            Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+            Value::Object(o) => o.iter().filter(|(_, b)| b.as_bool().unwrap_or(true)).map(|(k, _)| k.clone()).collect(),
+            Value::String(s) => vec![s.clone()],
+            _ => return Err(ApiError::bad(format!("invalid filter {k:?}"))),
+        };
+        out.push((k.clone(), list));
+    }
+    Ok(out)
+}
+
+fn label_matches(labels: &Value, want: &str) -> bool {
+    match want.split_once('=') {
+        Some((k, v)) => labels[k].as_str() == Some(v),
+        None => labels.get(want).is_some(),
+    }
+}
+
+fn status_text(c: &Container) -> String {
+    match c.state.status.as_str() {
+        "running" => format!("Up {}", since(&c.state.started_at)),
+        "paused" => format!("Up {} (Paused)", since(&c.state.started_at)),
+        "restarting" => format!("Restarting ({}) {} ago", c.state.exit_code, since(&c.state.finished_at)),
+        "exited" => format!("Exited ({}) {} ago", c.state.exit_code, since(&c.state.finished_at)),
+        "created" => "Created".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Parse our own RFC 3339 timestamps (UTC, `Z`) back to unix seconds.
+pub fn unix_of(t: &str) -> i64 {
+    let b = t.as_bytes();
+    if b.len() < 19 {
+        return 0;
+    }
+    let n = |r: std::ops::Range<usize>| t.get(r).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    let (hh, mm, ss) = (n(11..13), n(14..16), n(17..19));
+    // Days from civil (Howard Hinnant).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    days * 86400 + hh * 3600 + mm * 60 + ss
+}
+
+fn since(t: &str) -> String {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let s = (now - unix_of(t)).max(0);
+    match s {
+        0 => "Less than a second".into(),
+        1..=59 => format!("{s} seconds"),
+        60..=119 => "About a minute".into(),
+        120..=3599 => format!("{} minutes", s / 60),
+        3600..=7199 => "About an hour".into(),
+        7200..=172_799 => format!("{} hours", s / 3600),
+        _ => format!("{} days", s / 86400),
+    }
+}
+
+fn command_line(c: &Container) -> String {
+    std::iter::once(c.path.clone()).chain(c.args.iter().cloned()).collect::<Vec<_>>().join(" ")
+}
+
+fn list_containers(d: &Daemon, req: &Request) -> ApiResult<Value> {
+    let filters = parse_filters(req.q("filters"))?;
+    let all = req.flag("all");
+    let limit = req.q("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
+    let mut out = Vec::new();
+    for c in d.list() {
+        let status_filtered = filters.iter().any(|(k, _)| k == "status");
+        if !all && !c.running() && !status_filtered {
+            continue;
+        }
+        let mut keep = true;
+        for (k, vals) in &filters {
+            let ok = match k.as_str() {
+                "label" => vals.iter().all(|v| label_matches(&c.config["Labels"], v)),
+                "name" => vals.iter().any(|v| c.name.contains(v.trim_start_matches('/'))),
+                "id" => vals.iter().any(|v| c.id.starts_with(v.as_str())),
+                "status" => vals.contains(&c.state.status),
+                "ancestor" => vals.iter().any(|v| {
+                    c.image == *v
+                        || c.image_id == *v
+                        || d.images.resolve(v).map(|r| r.id.to_string() == c.image_id).unwrap_or(false)
+                }),
+                "exited" => {
+                    vals.iter().any(|v| c.state.status == "exited" && v.parse::<i32>().ok() == Some(c.state.exit_code))
+                }
+                other => return Err(ApiError::bad(format!("invalid filter '{other}'"))),
+            };
+            keep &= ok;
+        }
+        if !keep {
+            continue;
+        }
+        out.push(json!({
+            "Id": c.id,
+            "Names": [format!("/{}", c.name)],
+            "Image": c.image,
+            "ImageID": c.image_id,
+            "Command": command_line(&c),
+            "Created": unix_of(&c.created),
+            "Ports": [],
+            "Labels": c.config["Labels"],
+            "State": c.state.status,
+            "Status": status_text(&c),
+            "HostConfig": {"NetworkMode": c.host_config["NetworkMode"]},
+            "NetworkSettings": {"Networks": {}},
+            "Mounts": mounts_json(&c),
+        }));
+        if limit.is_some_and(|l| out.len() >= l) {
+            break;
+        }
+    }
+    Ok(Value::Array(out))
+}
+
+fn mounts_json(c: &Container) -> Value {
+    let binds = crate::spec::strings(&c.host_config["Binds"]);
+    Value::Array(
+        binds
+            .iter()
+            .map(|b| {
+                let p: Vec<&str> = b.split(':').collect();
+                let ro = p.get(2).is_some_and(|o| o.split(',').any(|x| x == "ro"));
+                json!({"Type": "bind", "Source": p[0], "Destination": p.get(1).copied().unwrap_or(""), "Mode": p.get(2).copied().unwrap_or(""), "RW": !ro, "Propagation": "rprivate"})
+            })
+            .collect(),
+    )
+}
+
+fn inspect(d: &Daemon, c: &Container) -> Value {
+    let s = &c.state;
+    json!({
+        "Id": c.id,
+        "Created": c.created,
+        "Path": c.path,
+        "Args": c.args,
+        "State": {
+            "Status": s.status,
+            "Running": c.running() && s.status != "restarting",
+            "Paused": s.status == "paused",
+            "Restarting": s.status == "restarting",
+            "OOMKilled": false,
+            "Dead": false,
+            "Pid": s.pid,
+            "ExitCode": s.exit_code,
+            "Error": s.error,
+            "StartedAt": if s.started_at.is_empty() { "0001-01-01T00:00:00Z" } else { &s.started_at },
+            "FinishedAt": if s.finished_at.is_empty() { "0001-01-01T00:00:00Z" } else { &s.finished_at },
+        },
+        "Image": c.image_id,
+        "ResolvConfPath": d.data_root.join("containers").join(&c.id).join("etc/resolv.conf"),
+        "HostnamePath": d.data_root.join("containers").join(&c.id).join("etc/hostname"),
+        "HostsPath": d.data_root.join("containers").join(&c.id).join("etc/hosts"),
+        "LogPath": d.log_path(&c.id),
+        "Name": format!("/{}", c.name),
+        "RestartCount": c.restart_count,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": null,
+        "HostConfig": c.host_config,
+        "GraphDriver": {"Name": "overlay2", "Data": {"MergedDir": d.data_root.join("containers").join(&c.id).join("rootfs")}},
+        "Mounts": mounts_json(c),
+        "Config": c.config,
+        "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}, "IPAddress": "", "Gateway": "", "MacAddress": ""},
+    })
+}
+
+fn wait(d: &Arc<Daemon>, conn: &mut Conn, req: &Request, key: &str) -> ApiResult<()> {
+    let c = d.find(key)?;
+    let cond = req.q("condition").unwrap_or("not-running").to_string();
+    if !matches!(cond.as_str(), "" | "not-running" | "next-exit" | "removed") {
+        return Err(ApiError::bad(format!("invalid condition: {cond:?}")));
+    }
+    let exits = c.state.exits;
+    // Headers now: the CLI starts the container only once they arrived.
+    let mut out = conn.chunked(200, "application/json").map_err(io)?;
+    let done = match cond.as_str() {
+        "next-exit" => d.wait_until(&c.id, None, |c| c.state.exits > exits && c.state.status != "restarting"),
+        "removed" => {
+            let last = d.wait_until(&c.id, None, |c| c.state.exits > exits && !c.running());
+            let code = last.as_ref().map(|c| c.state.exit_code);
+            d.wait_until(&c.id, None, |_| false);
+            return finish_wait(&mut out, code.unwrap_or(0));
+        }
+        _ => d.wait_until(&c.id, None, |c| !c.running()),
+    };
+    let code = done.map(|c| c.state.exit_code).unwrap_or(0);
+    finish_wait(&mut out, code)
+}
+
+fn finish_wait(out: &mut crate::http::Chunked<'_>, code: i32) -> ApiResult<()> {
+    out.json_line(&json!({"StatusCode": code, "Error": null})).map_err(io)?;
+    out.write_all(b"").map_err(io)?;
+    Ok(())
+}
+
+fn frame(stream: u8, data: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(data.len() + 8);
+    f.extend_from_slice(&[stream, 0, 0, 0]);
+    f.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    f.extend_from_slice(data);
+    f
+}
+
+fn container_logs(d: &Arc<Daemon>, conn: &mut Conn, req: &Request, key: &str) -> ApiResult<()> {
+    let c = d.find(key)?;
+    let (stdout, stderr) = (req.flag("stdout"), req.flag("stderr"));
+    if !stdout && !stderr {
+        return Err(ApiError::bad("you must choose at least one stream"));
+    }
+    let tail = match req.q("tail").unwrap_or("all") {
+        "all" | "" => None,
+        n => Some(n.parse::<usize>().map_err(|_| ApiError::bad(format!("invalid tail value {n:?}")))?),
+    };
+    let since = time_q(req, "since")?;
+    let until = time_q(req, "until")?;
+    let opts = ReadOpts { stdout, stderr, tail, since, until };
+    let (timestamps, follow, tty) = (req.flag("timestamps"), req.flag("follow"), c.tty());
+    let ct = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+    let path = d.log_path(&c.id);
+    let mut out = conn.chunked(200, ct).map_err(io)?;
+    let send = |out: &mut crate::http::Chunked<'_>, recs: Vec<logs::Record>| -> std::io::Result<()> {
+        let mut buf = Vec::new();
+        for r in recs {
+            let mut line = Vec::new();
+            if timestamps {
+                line.extend_from_slice(r.time.as_bytes());
+                line.push(b' ');
+            }
+            line.extend_from_slice(&r.log);
+            if tty {
+                buf.extend_from_slice(&line);
+            } else {
+                buf.extend_from_slice(&frame(r.stream, &line));
+            }
+        }
+        out.write_all(&buf)
+    };
+    let (recs, mut offset) = logs::read(&path, &opts);
+    send(&mut out, recs).map_err(io)?;
+    if follow && until.is_none() {
+        loop {
+            let running = d.find(&c.id).map(|c| c.running()).unwrap_or(false);
+            let (recs, off) = logs::read_from(&path, offset, &opts);
+            offset = off;
+            let empty = recs.is_empty();
+            if send(&mut out, recs).is_err() {
+                conn.closed = true;
+                return Ok(());
+            }
+            if !running && empty {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    out.finish().map_err(io)
+}
+
+/// `since`/`until`: unix seconds (with a fraction); empty or 0 means unset.
+fn time_q(req: &Request, name: &str) -> ApiResult<Option<std::time::SystemTime>> {
+    match req.q(name) {
+        None | Some("") | Some("0") => Ok(None),
+        Some(s) => logs::parse_unix(s).map(Some).ok_or_else(|| ApiError::bad(format!("invalid {name} value {s:?}"))),
+    }
+}
+
+fn image_names(d: &Daemon, id: &str) -> Vec<String> {
+    d.images
+        .list()
+        .ok()
+        .and_then(|l| l.into_iter().find(|(r, _)| r.id.to_string() == id).map(|(_, n)| n))
+        .unwrap_or_default()
+}
+
+fn list_images(d: &Daemon) -> ApiResult<Value> {
+    let mut out = Vec::new();
+    let users: Vec<String> = d.list().into_iter().map(|c| c.image_id).collect();
+    for (rec, names) in d.images.list().map_err(|e| ApiError::internal(e.to_string()))? {
+        let tags: Vec<String> = names
+            .iter()
+            .filter_map(|n| berth_image::Reference::parse(n).ok())
+            .filter(|r| r.tag().is_some())
+            .map(|r| r.familiar())
+            .collect();
+        let digests: Vec<String> = rec
+            .repo_digests
+            .iter()
+            .map(|x| match x.split_once('@') {
+                Some((n, dg)) => format!(
+                    "{}@{dg}",
+                    berth_image::Reference::parse(n).map(|r| r.familiar_name()).unwrap_or(n.to_string())
+                ),
+                None => x.clone(),
+            })
+            .collect();
+        let cfg = d.images.config(&rec).unwrap_or(Value::Null);
+        let id = rec.id.to_string();
+        out.push(json!({
+            "Id": id,
+            "ParentId": "",
+            "RepoTags": tags,
+            "RepoDigests": digests,
+            "Created": rec.created.as_deref().map(unix_of).unwrap_or(0),
+            "Size": rec.size,
+            "SharedSize": -1,
+            "VirtualSize": rec.size,
+            "Labels": cfg["config"]["Labels"].clone(),
+            "Containers": users.iter().filter(|u| **u == id).count(),
+        }));
+    }
+    Ok(Value::Array(out))
+}
+
+struct StreamProgress<'a> {
+    out: std::sync::Mutex<crate::http::Chunked<'a>>,
+}
+
+impl StreamProgress<'_> {
+    fn send(&self, v: Value) {
+        let _ = self.out.lock().unwrap_or_else(|e| e.into_inner()).json_line(&v);
+    }
+}
+
+impl berth_registry::pull::PullProgress for StreamProgress<'_> {
+    fn layer(&self, id: &str, _size: u64) {
+        self.send(json!({"status": "Pulling fs layer", "progressDetail": {}, "id": id}));
+    }
+    fn downloading(&self, id: &str, done: u64, size: u64) {
+        self.send(json!({"status": "Downloading", "progressDetail": {"current": done, "total": size}, "id": id}));
+    }
+    fn finished(&self, id: &str, state: &str) {
+        self.send(json!({"status": state, "progressDetail": {}, "id": id}));
+    }
+}
+
+/// `POST /images/create?fromImage=&tag=&platform=`: a pull, reported as Docker's JSON stream.
+fn pull(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
+    let _ = conn.body(req)?;
+    let from = req.q("fromImage").unwrap_or("");
+    if from.is_empty() {
+        return Err(ApiError::bad("importing images (fromSrc) is not supported yet: use `berth import`"));
+    }
+    let tag = req.q("tag").unwrap_or("");
+    let full = if tag.is_empty() {
+        from.to_string()
+    } else if tag.starts_with("sha256:") {
+        format!("{from}@{tag}")
+    } else {
+        format!("{from}:{tag}")
+    };
+    let r = berth_image::Reference::parse(&full).map_err(|e| ApiError::bad(e.to_string()))?;
+    let platform = match req.q("platform").filter(|p| !p.is_empty()) {
+        Some(p) => berth_registry::Platform::parse(p).map_err(|e| ApiError::bad(e.to_string()))?,
+        None => berth_registry::Platform::host(),
+    };
+    let insecure = std::env::var("BERTH_INSECURE_REGISTRIES")
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    let client = berth_registry::Client::new(berth_registry::ClientOptions { insecure, ..Default::default() });
+    let out = conn.chunked(200, "application/json").map_err(io)?;
+    let p = StreamProgress { out: std::sync::Mutex::new(out) };
+    let shown = r.tag().map(|t| t.to_string()).unwrap_or_else(|| r.digest().map(|d| d.to_string()).unwrap_or_default());
+    p.send(json!({"status": format!("Pulling from {}", r.familiar_name()), "id": shown}));
+    match berth_registry::pull::pull(&client, &d.images, &r, &platform, &p) {
+        Ok(o) => {
+            p.send(json!({"status": format!("Digest: {}", o.digest)}));
+            let what = if o.downloaded { "Downloaded newer image for" } else { "Image is up to date for" };
+            p.send(json!({"status": format!("Status: {what} {}", r.familiar())}));
+        }
+        Err(e) => {
+            let m = e.to_string();
+            p.send(json!({"errorDetail": {"message": m}, "error": m}));
+        }
+    }
+    let out = p.out.into_inner().unwrap_or_else(|e| e.into_inner());
+    out.finish().map_err(io)
+}

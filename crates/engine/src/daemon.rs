@@ -1,0 +1,784 @@
+//! Containers and their lifecycle, kept on disk so that the daemon can die and come back.
+//!
+//! ```text
+//! <data-root>/containers/<id>/config.json   the record (Docker's Config, HostConfig, State)
+//! <data-root>/containers/<id>/<id>-json.log the json-file log (written by the monitor)
+//! <data-root>/containers/<id>/rw/           overlay upper + work dirs
+//! <data-root>/containers/<id>/rootfs/       the overlay mount while running
+//! <data-root>/containers/<id>/etc/          hostname, hosts, resolv.conf (bind-mounted)
+//! <exec-root>/c/<first 16 hex of id>/       config.json (OCI bundle), monitor.sock, console.sock,
+//!                                           status, exit.json, monitor.log
+//! <exec-root>/runtime/                      the OCI runtime's state root
+//! ```
+//!
+//! Invariants: a record is written (atomically, tmp + rename) before the state it describes
+//! is acted on; the rootfs is mounted only while a monitor runs; a container's image is held
+//! in the image store (GC keeps it) from create to remove.
+
+use crate::http::{ApiError, ApiResult};
+use crate::logs::LogOpts;
+use crate::spec;
+use berth_image::ImageStore;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct ContainerState {
+    /// created, running, paused, restarting, exited, dead
+    pub status: String,
+    pub pid: i32,
+    pub exit_code: i32,
+    pub error: String,
+    pub started_at: String,
+    pub finished_at: String,
+    /// Exits seen so far (for `wait?condition=next-exit`).
+    #[serde(default)]
+    pub exits: u64,
+    /// Stopped by a user (stop/kill): restart policies other than `always` do not apply.
+    #[serde(default)]
+    pub stopped_by_user: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    /// The image as the user named it, and its id.
+    pub image: String,
+    pub image_id: String,
+    pub config: Value,
+    pub host_config: Value,
+    pub path: String,
+    pub args: Vec<String>,
+    pub state: ContainerState,
+    #[serde(default)]
+    pub restart_count: u64,
+}
+
+impl Container {
+    pub fn running(&self) -> bool {
+        matches!(self.state.status.as_str(), "running" | "paused" | "restarting")
+    }
+    pub fn tty(&self) -> bool {
+        self.config["Tty"].as_bool().unwrap_or(false)
+    }
+}
+
+/// A client that attached before the container started; connected to the monitor at start.
+struct PendingAttach {
+    client: UnixStream,
+    early: Vec<u8>,
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+}
+
+pub struct Daemon {
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    pub images: ImageStore,
+    containers: Mutex<BTreeMap<String, Container>>,
+    changed: Condvar,
+    pending: Mutex<BTreeMap<String, Vec<PendingAttach>>>,
+    /// Serialises start/stop/remove of containers.
+    ops: Mutex<()>,
+    exe: PathBuf,
+}
+
+fn random_id() -> String {
+    let mut b = [0u8; 32];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut b);
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Docker's name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+fn valid_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    b.len() >= 2
+        && b[0].is_ascii_alphanumeric()
+        && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+const ADJECTIVES: &[&str] =
+    &["brave", "calm", "eager", "fervent", "gallant", "happy", "keen", "lucid", "nifty", "quirky"];
+const NOUNS: &[&str] =
+    &["archimedes", "bohr", "curie", "darwin", "euler", "fermi", "gauss", "hopper", "lovelace", "noether"];
+
+impl Daemon {
+    pub fn open(data_root: &Path, exec_root: &Path) -> Result<Arc<Daemon>, String> {
+        for d in [data_root.join("containers"), exec_root.join("c"), exec_root.join("runtime")] {
+            std::fs::create_dir_all(&d).map_err(|e| format!("creating {}: {e}", d.display()))?;
+        }
+        let images = ImageStore::open(data_root.join("image")).map_err(|e| e.to_string())?;
+        let exe = std::fs::read_link("/proc/self/exe").map_err(|e| format!("locating berth: {e}"))?;
+        let d = Arc::new(Daemon {
+            data_root: data_root.to_path_buf(),
+            exec_root: exec_root.to_path_buf(),
+            images,
+            containers: Mutex::new(BTreeMap::new()),
+            changed: Condvar::new(),
+            pending: Mutex::new(BTreeMap::new()),
+            ops: Mutex::new(()),
+            exe,
+        });
+        d.load()?;
+        Ok(d)
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.data_root.join("containers").join(id)
+    }
+    /// Short (`c/<16 hex>`): unix socket paths live here, and must stay under 108 bytes.
+    fn exec_dir(&self, id: &str) -> PathBuf {
+        self.exec_root.join("c").join(&id[..16.min(id.len())])
+    }
+    fn runtime_root(&self) -> PathBuf {
+        self.exec_root.join("runtime")
+    }
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join(format!("{id}-json.log"))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Container>> {
+        self.containers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn save(&self, c: &Container) -> ApiResult<()> {
+        let data = serde_json::to_vec_pretty(c).unwrap_or_default();
+        write_atomic(&self.dir(&c.id).join("config.json"), &data)
+            .map_err(|e| ApiError::internal(format!("saving container {}: {e}", c.id)))
+    }
+
+    /// Update a container's record (in memory and on disk) and wake waiters.
+    fn update(&self, id: &str, f: impl FnOnce(&mut Container)) -> ApiResult<Container> {
+        let mut all = self.lock();
+        let c = all.get_mut(id).ok_or_else(|| ApiError::not_found(format!("No such container: {id}")))?;
+        f(c);
+        let c = c.clone();
+        drop(all);
+        self.save(&c)?;
+        self.changed.notify_all();
+        Ok(c)
+    }
+
+    /// Load records; re-adopt running containers whose monitor lives, settle the others.
+    fn load(self: &Arc<Self>) -> Result<(), String> {
+        let dir = self.data_root.join("containers");
+        let rd = std::fs::read_dir(&dir).map_err(|e| format!("listing {}: {e}", dir.display()))?;
+        for e in rd.flatten() {
+            let p = e.path().join("config.json");
+            let Ok(data) = std::fs::read(&p) else { continue };
+            let Ok(c) = serde_json::from_slice::<Container>(&data) else {
+                eprintln!("berth daemon: skipping unreadable container record {}", p.display());
+                continue;
+            };
+            self.lock().insert(c.id.clone(), c);
+        }
+        let running: Vec<String> = self.lock().values().filter(|c| c.running()).map(|c| c.id.clone()).collect();
+        for id in running {
+            if UnixStream::connect(self.exec_dir(&id).join("monitor.sock")).is_ok() {
+                self.watch(&id);
+            } else {
+                let code = self.read_exit(&id).unwrap_or(255);
+                self.exited(&id, code);
+            }
+        }
+        Ok(())
+    }
+
+    fn read_exit(&self, id: &str) -> Option<i32> {
+        let data = std::fs::read(self.exec_dir(id).join("exit.json")).ok()?;
+        let v: Value = serde_json::from_slice(&data).ok()?;
+        v["exit_code"].as_i64().map(|c| c as i32)
+    }
+
+    pub fn list(&self) -> Vec<Container> {
+        let mut v: Vec<Container> = self.lock().values().cloned().collect();
+        v.sort_by(|a, b| b.created.cmp(&a.created));
+        v
+    }
+
+    /// A container by name (with or without `/`), full id or unique id prefix.
+    pub fn find(&self, key: &str) -> ApiResult<Container> {
+        let all = self.lock();
+        let name = key.trim_start_matches('/');
+        if let Some(c) = all.get(key) {
+            return Ok(c.clone());
+        }
+        if let Some(c) = all.values().find(|c| c.name == name) {
+            return Ok(c.clone());
+        }
+        let m: Vec<&Container> = all.values().filter(|c| !key.is_empty() && c.id.starts_with(key)).collect();
+        match m.as_slice() {
+            [c] => Ok((*c).clone()),
+            [] => Err(ApiError::not_found(format!("No such container: {key}"))),
+            _ => Err(ApiError::bad(format!("multiple IDs found with provided prefix: {key}"))),
+        }
+    }
+
+    pub fn create(&self, name: Option<&str>, body: &Value) -> ApiResult<Container> {
+        if !body.is_object() {
+            return Err(ApiError::bad("config cannot be empty in order to create a container"));
+        }
+        let host = body.get("HostConfig").cloned().unwrap_or(json!({}));
+        let mut cfg = body.clone();
+        if let Some(o) = cfg.as_object_mut() {
+            o.remove("HostConfig");
+            o.remove("NetworkingConfig");
+        }
+        spec::check_supported(&cfg, &host)?;
+        let image = cfg["Image"].as_str().unwrap_or("").to_string();
+        if image.is_empty() {
+            return Err(ApiError::bad("no image specified"));
+        }
+        let rec = self.images.resolve(&image).map_err(|_| ApiError::not_found(format!("No such image: {image}")))?;
+        let image_cfg = self.images.config(&rec).map_err(|e| ApiError::internal(e.to_string()))?;
+        let args = spec::command(&cfg, &image_cfg);
+        if args.is_empty() {
+            return Err(ApiError::bad("no command specified"));
+        }
+        let opts = LogOpts::from_config(&host["LogConfig"]["Config"]).map_err(ApiError::bad)?;
+        let _ = opts;
+        if let Some(rp) = host["RestartPolicy"]["Name"].as_str() {
+            if !matches!(rp, "" | "no" | "always" | "unless-stopped" | "on-failure") {
+                return Err(ApiError::bad(format!("invalid restart policy '{rp}'")));
+            }
+            if rp != "on-failure" && host["RestartPolicy"]["MaximumRetryCount"].as_i64().unwrap_or(0) != 0 {
+                return Err(ApiError::bad(format!("maximum retry count cannot be used with restart policy '{rp}'")));
+            }
+            if !matches!(rp, "" | "no") && host["AutoRemove"].as_bool().unwrap_or(false) {
+                return Err(ApiError::conflict("Conflicting options: --restart and --rm"));
+            }
+        }
+        for b in spec::strings(&host["Binds"]) {
+            // Validated now so that a bad bind fails create, not start.
+            let parts: Vec<&str> = b.split(':').collect();
+            if parts.len() < 2 || parts.len() > 3 || !parts[0].starts_with('/') || !parts[1].starts_with('/') {
+                spec::bind_mount(&b)?;
+            }
+        }
+        let id = random_id();
+        let _guard = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+        let name = match name.filter(|n| !n.is_empty()) {
+            Some(n) => {
+                let n = n.trim_start_matches('/');
+                if !valid_name(n) {
+                    return Err(ApiError::bad(format!(
+                        "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                    )));
+                }
+                if let Some(other) = self.lock().values().find(|c| c.name == n) {
+                    return Err(ApiError::conflict(format!(
+                        "Conflict. The container name \"/{n}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                        other.id
+                    )));
+                }
+                n.to_string()
+            }
+            None => {
+                let all = self.lock();
+                let k = u32::from_str_radix(&id[..4], 16).unwrap_or(0) as usize;
+                let base =
+                    format!("{}_{}", ADJECTIVES[k % ADJECTIVES.len()], NOUNS[(k / ADJECTIVES.len()) % NOUNS.len()]);
+                let mut n = base.clone();
+                let mut i = 1;
+                while all.values().any(|c| c.name == n) {
+                    i += 1;
+                    n = format!("{base}{i}");
+                }
+                n
+            }
+        };
+        // Docker's inspect shows the effective command and the merged environment.
+        let mut shown = cfg.clone();
+        shown["Image"] = json!(image);
+        if shown["Cmd"].is_null() && shown["Entrypoint"].is_null() {
+            shown["Cmd"] = image_cfg["config"]["Cmd"].clone();
+        }
+        if shown["Entrypoint"].is_null() {
+            shown["Entrypoint"] = image_cfg["config"]["Entrypoint"].clone();
+        }
+        let mut env = spec::strings(&image_cfg["config"]["Env"]);
+        for e in spec::strings(&cfg["Env"]) {
+            let k = e.split('=').next().unwrap_or("").to_string();
+            env.retain(|x| x.split('=').next() != Some(k.as_str()));
+            env.push(e);
+        }
+        shown["Env"] = json!(env);
+        if shown["Hostname"].as_str().unwrap_or("").is_empty() {
+            shown["Hostname"] = json!(id[..12]);
+        }
+        if shown["Labels"].is_null() {
+            shown["Labels"] = image_cfg["config"]["Labels"].clone();
+        }
+        if shown["Labels"].is_null() {
+            shown["Labels"] = json!({});
+        }
+        let mut host = host;
+        if host["LogConfig"]["Type"].as_str().unwrap_or("").is_empty() {
+            host["LogConfig"] = json!({"Type": "json-file", "Config": host["LogConfig"]["Config"].clone()});
+            if host["LogConfig"]["Config"].is_null() {
+                host["LogConfig"]["Config"] = json!({});
+            }
+        }
+        if host["NetworkMode"].as_str().unwrap_or("").is_empty() {
+            host["NetworkMode"] = json!("default");
+        }
+        let c = Container {
+            id: id.clone(),
+            name,
+            created: berth_runtime::state::now_rfc3339(),
+            image: image.clone(),
+            image_id: rec.id.to_string(),
+            config: shown,
+            host_config: host,
+            path: args[0].clone(),
+            args: args[1..].to_vec(),
+            state: ContainerState { status: "created".into(), ..Default::default() },
+            restart_count: 0,
+        };
+        std::fs::create_dir_all(self.dir(&id)).map_err(|e| ApiError::internal(format!("creating container: {e}")))?;
+        self.images.hold(&id, &rec.id).map_err(|e| ApiError::internal(e.to_string()))?;
+        if let Err(e) = self.save(&c) {
+            let _ = self.images.release(&id);
+            let _ = std::fs::remove_dir_all(self.dir(&id));
+            return Err(e);
+        }
+        self.lock().insert(id, c.clone());
+        Ok(c)
+    }
+
+    /// Mount the root filesystem, write the bundle, start the monitor and the container.
+    pub fn start(self: &Arc<Self>, key: &str) -> ApiResult<bool> {
+        let c = self.find(key)?;
+        let result = {
+            let _guard = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+            let c = self.find(&c.id)?;
+            // A restarting container (waiting out its back-off) may be started at once.
+            if c.running() && c.state.status != "restarting" {
+                return Ok(false);
+            }
+            self.start_locked(&c)
+        };
+        match result {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                {
+                    let _guard = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+                    self.cleanup_run(&c.id);
+                }
+                // Clients attached for this start get nothing more.
+                for p in self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&c.id).unwrap_or_default() {
+                    let _ = p.client.shutdown(std::net::Shutdown::Both);
+                }
+                let _ = self.update(&c.id, |c| {
+                    c.state.error = e.message.clone();
+                    c.state.exit_code =
+                        if e.message.contains("not found") || e.message.contains("No such file") { 127 } else { 126 };
+                    if c.state.status == "running" {
+                        c.state.status = "exited".into();
+                    }
+                });
+                if c.host_config["AutoRemove"].as_bool().unwrap_or(false) {
+                    let _ = self.remove(&c.id, true);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn start_locked(self: &Arc<Self>, c: &Container) -> ApiResult<()> {
+        let id = &c.id;
+        let internal = |what: &str, e: &dyn std::fmt::Display| ApiError::internal(format!("{what}: {e}"));
+        let rec = self.images.resolve(&c.image_id).map_err(|e| internal("image", &e))?;
+        let image_cfg = self.images.config(&rec).map_err(|e| internal("image config", &e))?;
+        let dir = self.dir(id);
+        let rootfs = dir.join("rootfs");
+        let exec_dir = self.exec_dir(id);
+        let _ = std::fs::remove_dir_all(&exec_dir);
+        std::fs::create_dir_all(&exec_dir).map_err(|e| internal("creating the exec dir", &e))?;
+        // Left mounted by a crash?
+        let _ = berth_image::imagestore::unmount(&rootfs);
+        self.images.mount(&rec, &dir.join("rw"), &rootfs).map_err(|e| internal("mounting the root filesystem", &e))?;
+        let etc = dir.join("etc");
+        std::fs::create_dir_all(&etc).map_err(|e| internal("creating etc", &e))?;
+        let hostname = c.config["Hostname"].as_str().unwrap_or(&id[..12]).to_string();
+        let host_net = c.host_config["NetworkMode"] == "host";
+        let hn = if host_net {
+            std::fs::read_to_string("/etc/hostname").unwrap_or_default()
+        } else {
+            format!("{hostname}\n")
+        };
+        let hosts = if host_net {
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+        } else {
+            format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
+        };
+        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        for (f, data) in [("hostname", hn), ("hosts", hosts), ("resolv.conf", resolv)] {
+            std::fs::write(etc.join(f), data).map_err(|e| internal("writing /etc files", &e))?;
+        }
+        let mut cfg = c.config.clone();
+        // The record shows the merged command; the spec wants the request's split.
+        cfg["Entrypoint"] = json!([c.path]);
+        cfg["Cmd"] = json!(c.args);
+        let s = spec::build(&spec::SpecInput {
+            id,
+            cfg: &cfg,
+            host: &c.host_config,
+            image_cfg: &image_cfg,
+            rootfs: &rootfs,
+            files_dir: &etc,
+        })?;
+        std::fs::write(exec_dir.join("config.json"), serde_json::to_vec_pretty(&s).unwrap_or_default())
+            .map_err(|e| internal("writing the bundle", &e))?;
+        let log = self.log_path(id);
+        let lc = &c.host_config["LogConfig"]["Config"];
+        let mut cmd = std::process::Command::new(&self.exe);
+        cmd.arg("monitor")
+            .arg("--id")
+            .arg(id)
+            .arg("--bundle")
+            .arg(&exec_dir)
+            .arg("--runtime-root")
+            .arg(self.runtime_root())
+            .arg("--dir")
+            .arg(&exec_dir)
+            .arg("--log")
+            .arg(&log)
+            .arg("--log-opts")
+            .arg(lc.to_string());
+        if c.tty() {
+            cmd.arg("--tty");
+        }
+        if c.config["OpenStdin"].as_bool().unwrap_or(false) {
+            cmd.arg("--stdin");
+        }
+        if c.config["StdinOnce"].as_bool().unwrap_or(false) {
+            cmd.arg("--stdin-once");
+        }
+        cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+        cmd.stderr(std::fs::File::create(exec_dir.join("monitor.log")).map_err(|e| internal("monitor log", &e))?);
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setsid is async-signal-safe; the monitor leads its own session so that signals
+        // to the daemon's process group do not reach it.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| internal("starting the monitor", &e))?;
+        let sock = exec_dir.join("monitor.sock");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let monitor_error = |child: &mut std::process::Child| {
+            let _ = child.kill();
+            let _ = child.wait();
+            let msg = std::fs::read_to_string(exec_dir.join("status")).unwrap_or_default();
+            let log = std::fs::read_to_string(exec_dir.join("monitor.log")).unwrap_or_default();
+            ApiError::internal(format!("the container's monitor failed: {}{}", msg.trim(), log.trim()))
+        };
+        while UnixStream::connect(&sock).is_err() {
+            if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+                return Err(monitor_error(&mut child));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Reap the monitor whenever it ends (it is our child while we live).
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(id).unwrap_or_default();
+        for p in pending {
+            if let Err(e) = self.bridge(id, p.client, p.early, p.stdin, p.stdout, p.stderr, c.tty()) {
+                eprintln!("berth daemon: attach to {id}: {e}");
+            }
+        }
+        let mut ctl = UnixStream::connect(&sock).map_err(|e| internal("connecting to the monitor", &e))?;
+        ctl.write_all(b"start\n").map_err(|e| internal("starting", &e))?;
+        let mut ok = String::new();
+        let _ = BufReader::new(&ctl).read_line(&mut ok);
+        let status_file = exec_dir.join("status");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Ok(s) = std::fs::read_to_string(&status_file) {
+                break s;
+            }
+            if Instant::now() > deadline {
+                return Err(ApiError::internal("the container did not start within 60 s"));
+            }
+            if UnixStream::connect(&sock).is_err() && !status_file.exists() {
+                std::thread::sleep(Duration::from_millis(20));
+                if !status_file.exists() {
+                    return Err(ApiError::internal("the container's monitor exited before the container started"));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        if let Some(msg) = status.strip_prefix("error: ") {
+            return Err(ApiError::bad(msg.trim().to_string()));
+        }
+        let pid: i32 = status.trim().parse().unwrap_or(0);
+        self.update(id, |c| {
+            c.state.status = "running".into();
+            c.state.pid = pid;
+            c.state.error.clear();
+            c.state.started_at = berth_runtime::state::now_rfc3339();
+            c.state.stopped_by_user = false;
+        })?;
+        self.watch(id);
+        Ok(())
+    }
+
+    /// Connect a client (hijacked connection) to the container's monitor.
+    #[allow(clippy::too_many_arguments)]
+    fn bridge(
+        &self,
+        id: &str,
+        client: UnixStream,
+        early: Vec<u8>,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+        tty: bool,
+    ) -> std::io::Result<()> {
+        let mut m = UnixStream::connect(self.exec_dir(id).join("monitor.sock"))?;
+        m.write_all(format!("attach {} {} {}\n", stdin as u8, stdout as u8, stderr as u8).as_bytes())?;
+        let mut ack = [0u8; 8];
+        m.read_exact(&mut ack)?;
+        if stdin {
+            let (mut from, mut to) = (client.try_clone()?, m.try_clone()?);
+            std::thread::spawn(move || {
+                if !early.is_empty() {
+                    let _ = to.write_all(&early);
+                }
+                let _ = std::io::copy(&mut from, &mut to);
+                let _ = to.shutdown(std::net::Shutdown::Write);
+            });
+        }
+        let (mut from, mut to) = (m, client);
+        std::thread::spawn(move || {
+            // Frames from the monitor: passed on as they are (multiplexed), or unwrapped for a tty.
+            let mut head = [0u8; 8];
+            let mut buf = Vec::new();
+            while from.read_exact(&mut head).is_ok() {
+                let n = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
+                buf.resize(n, 0);
+                if from.read_exact(&mut buf).is_err() {
+                    break;
+                }
+                let r = if tty { to.write_all(&buf) } else { to.write_all(&head).and_then(|_| to.write_all(&buf)) };
+                if r.is_err() {
+                    break;
+                }
+            }
+            let _ = to.shutdown(std::net::Shutdown::Both);
+        });
+        Ok(())
+    }
+
+    /// `attach`: connect now if running, else at start.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attach(&self, c: &Container, client: UnixStream, early: Vec<u8>, stdin: bool, stdout: bool, stderr: bool) {
+        if c.running() {
+            if self.bridge(&c.id, client.try_clone().expect("socket"), early, stdin, stdout, stderr, c.tty()).is_err() {
+                let _ = client.shutdown(std::net::Shutdown::Both);
+            }
+        } else {
+            self.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(c.id.clone())
+                .or_default()
+                .push(PendingAttach { client, early, stdin, stdout, stderr });
+        }
+    }
+
+    /// A thread that waits for the container's exit through the monitor.
+    fn watch(self: &Arc<Self>, id: &str) {
+        let d = self.clone();
+        let id = id.to_string();
+        std::thread::spawn(move || {
+            let sock = d.exec_dir(&id).join("monitor.sock");
+            let mut code = None;
+            if let Ok(mut s) = UnixStream::connect(&sock) {
+                if s.write_all(b"wait\n").is_ok() {
+                    let mut line = String::new();
+                    if BufReader::new(&s).read_line(&mut line).is_ok() {
+                        code = serde_json::from_str::<Value>(&line).ok().and_then(|v| v["exit_code"].as_i64());
+                    }
+                }
+            }
+            // The monitor died without answering: exit.json, or unknown.
+            let code = code.map(|c| c as i32).or_else(|| d.read_exit(&id)).unwrap_or(255);
+            d.exited(&id, code);
+        });
+    }
+
+    fn cleanup_run(&self, id: &str) {
+        let _ = berth_image::imagestore::unmount(&self.dir(id).join("rootfs"));
+        let _ = berth_runtime::container::delete(&self.runtime_root(), id, true);
+    }
+
+    /// The container's process ended: record it, unmount, then auto-remove or restart.
+    fn exited(self: &Arc<Self>, id: &str, code: i32) {
+        {
+            let _guard = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+            self.cleanup_run(id);
+        }
+        let Ok(c) = self.update(id, |c| {
+            c.state.status = "exited".into();
+            c.state.pid = 0;
+            c.state.exit_code = code;
+            c.state.finished_at = berth_runtime::state::now_rfc3339();
+            c.state.exits += 1;
+        }) else {
+            return;
+        };
+        if c.host_config["AutoRemove"].as_bool().unwrap_or(false) {
+            let _ = self.remove(id, true);
+            return;
+        }
+        let policy = c.host_config["RestartPolicy"]["Name"].as_str().unwrap_or("");
+        let max = c.host_config["RestartPolicy"]["MaximumRetryCount"].as_u64().unwrap_or(0);
+        let restart = match policy {
+            "always" | "unless-stopped" => !c.state.stopped_by_user,
+            "on-failure" => code != 0 && !c.state.stopped_by_user && (max == 0 || c.restart_count < max),
+            _ => false,
+        };
+        if restart {
+            let d = self.clone();
+            let id = id.to_string();
+            // Docker's back-off: 100 ms, doubling, at most a minute.
+            let delay =
+                Duration::from_millis(100u64.saturating_mul(1 << c.restart_count.min(10))).min(Duration::from_secs(60));
+            let _ = self.update(&id, |c| {
+                c.state.status = "restarting".into();
+                c.restart_count += 1;
+            });
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                let still = d.find(&id).map(|c| c.state.status == "restarting").unwrap_or(false);
+                if still {
+                    if let Err(e) = d.start(&id) {
+                        eprintln!("berth daemon: restarting {id}: {}", e.message);
+                    }
+                }
+            });
+        }
+    }
+
+    pub fn kill(&self, key: &str, sig: i32) -> ApiResult<()> {
+        let c = self.find(key)?;
+        if !c.running() || c.state.status == "restarting" {
+            return Err(ApiError::conflict(format!("Container {} is not running", c.id)));
+        }
+        if sig != libc::SIGWINCH {
+            let _ = self.update(&c.id, |c| c.state.stopped_by_user = true);
+        }
+        berth_runtime::container::kill(&self.runtime_root(), &c.id, sig, false)
+            .map_err(|e| ApiError::internal(format!("killing {}: {e}", c.id)))
+    }
+
+    /// Wait until `f` holds for the container (or it is gone: `None`), at most `timeout`.
+    pub fn wait_until(&self, id: &str, timeout: Option<Duration>, f: impl Fn(&Container) -> bool) -> Option<Container> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut all = self.lock();
+        loop {
+            match all.get(id) {
+                None => return None,
+                Some(c) if f(c) => return Some(c.clone()),
+                Some(_) => {}
+            }
+            let wait = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) => left,
+                    None => return all.get(id).cloned(),
+                },
+                None => Duration::from_secs(3600),
+            };
+            all = self.changed.wait_timeout(all, wait).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// `stop`: the stop signal, then SIGKILL after `timeout` seconds. Ok(false): not running.
+    pub fn stop(&self, key: &str, timeout: Option<i64>, signal: Option<&str>) -> ApiResult<bool> {
+        let c = self.find(key)?;
+        if c.state.status == "restarting" {
+            self.update(&c.id, |c| {
+                c.state.status = "exited".into();
+                c.state.stopped_by_user = true;
+            })?;
+            return Ok(true);
+        }
+        if !c.running() {
+            return Ok(false);
+        }
+        let sig_name = signal
+            .map(String::from)
+            .or_else(|| c.config["StopSignal"].as_str().map(String::from))
+            .unwrap_or_else(|| "SIGTERM".into());
+        let sig = berth_runtime::container::parse_signal(&sig_name).map_err(|e| ApiError::bad(e.to_string()))?;
+        let t = timeout.or_else(|| c.config["StopTimeout"].as_i64()).unwrap_or(10);
+        let _ = self.kill(&c.id, sig);
+        let not_running = |c: &Container| !c.running();
+        let done = t >= 0
+            && self.wait_until(&c.id, Some(Duration::from_secs(t as u64)), not_running).is_none_or(|c| !c.running());
+        if !done {
+            let _ = self.kill(&c.id, libc::SIGKILL);
+            self.wait_until(&c.id, Some(Duration::from_secs(30)), not_running);
+        }
+        Ok(true)
+    }
+
+    pub fn remove(&self, key: &str, force: bool) -> ApiResult<()> {
+        let c = self.find(key)?;
+        if c.running() {
+            if !force {
+                return Err(ApiError::conflict(format!(
+                    "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
+                    c.name
+                )));
+            }
+            let _ = self.kill(&c.id, libc::SIGKILL);
+            self.wait_until(&c.id, Some(Duration::from_secs(30)), |c| !c.running());
+        }
+        let _guard = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+        self.cleanup_run(&c.id);
+        let _ = std::fs::remove_dir_all(self.exec_dir(&c.id));
+        std::fs::remove_dir_all(self.dir(&c.id))
+            .map_err(|e| ApiError::internal(format!("removing container {}: {e}", c.id)))?;
+        let _ = self.images.release(&c.id);
+        for p in self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&c.id).unwrap_or_default() {
+            let _ = p.client.shutdown(std::net::Shutdown::Both);
+        }
+        self.lock().remove(&c.id);
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    pub fn resize(&self, c: &Container, h: u16, w: u16) {
+        if let Ok(mut s) = UnixStream::connect(self.exec_dir(&c.id).join("monitor.sock")) {
+            let _ = s.write_all(format!("resize {h} {w}\n").as_bytes());
+            let mut line = String::new();
+            let _ = BufReader::new(&s).read_line(&mut line);
+        }
+    }
+}

@@ -1,0 +1,25 @@
+#![recursion_limit = "256"]
+//! berth-engine: `berth daemon`, the Docker Engine API on a unix socket, and the per-container
+//! monitor processes it starts.
+//!
+//! - [`http`]: the HTTP/1.1 server (thread per connection, hijacking for attach).
+//! - [`api`]: routes → handlers; version negotiation; Docker's JSON shapes.
+//! - [`daemon`]: containers (records on disk, start/stop/wait/remove, re-adoption after a
+//!   daemon restart) and the image store.
+//! - [`spec`]: Docker's container config → OCI runtime spec.
+//! - [`monitor`]: the process that runs one container and outlives the daemon.
+//! - [`logs`]: json-file logs (write, rotate, read, follow).
+
+pub mod api;
+pub mod daemon;
+pub mod http;
+pub mod logs;
+pub mod monitor;
+pub mod spec;
+
+/// The newest Engine API version served (docker CLI 28 speaks up to 1.50).
+pub const API_VERSION: &str = "1.50";
+/// The oldest one accepted.
+pub const MIN_API_VERSION: &str = "1.24";
+/// What `/version` reports as the engine version.
+pub const DOCKER_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,360 @@
+//! A Docker container configuration (`Config` + `HostConfig` of `POST /containers/create`)
+//! and its image's config, turned into an OCI runtime spec (`config.json`).
+//!
+//! Starts from the runtime's Docker-equivalent defaults (capabilities, seccomp profile,
+//! masked and read-only paths, device rules) and applies what the request asks for. Fields
+//! Berth cannot honour yet are refused by [`check_supported`] at create time, so nothing is
+//! accepted and silently ignored.
+
+use crate::http::ApiError;
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// Non-empty strings of a JSON array (null and missing are empty).
+pub fn strings(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+}
+
+fn nonzero(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// Refuse what is not implemented yet, naming the field (Docker's 400 for bad parameters).
+pub fn check_supported(cfg: &Value, host: &Value) -> Result<(), ApiError> {
+    let unsupported_host = [
+        ("PortBindings", "published ports (-p) need bridge networking, which Berth does not have yet"),
+        ("PublishAllPorts", "published ports (-P) need bridge networking, which Berth does not have yet"),
+        ("Links", "links are not supported"),
+        ("VolumesFrom", "--volumes-from is not supported yet"),
+        ("Devices", "--device is not supported yet"),
+        ("DeviceRequests", "--gpus is not supported"),
+        ("Dns", "--dns needs bridge networking, which Berth does not have yet"),
+        ("ExtraHosts", "--add-host is not supported yet"),
+        ("Sysctls", "--sysctl is not supported yet"),
+        ("SecurityOpt", "--security-opt is not supported yet"),
+        ("Mounts", "--mount is not supported yet: use -v"),
+        ("Tmpfs", "--tmpfs is not supported yet"),
+        ("Ulimits", "--ulimit is not supported yet"),
+        ("Privileged", "--privileged is not supported yet"),
+        ("Init", "--init is not supported yet"),
+        ("UsernsMode", "--userns is not supported yet"),
+        ("CgroupParent", "--cgroup-parent is not supported yet"),
+        ("CpusetCpus", "--cpuset-cpus is not supported yet"),
+        ("BlkioWeight", "--blkio-weight is not supported yet"),
+    ];
+    for (field, why) in unsupported_host {
+        if nonzero(&host[field]) {
+            return Err(ApiError::bad(why));
+        }
+    }
+    if nonzero(&cfg["Healthcheck"]["Test"]) && strings(&cfg["Healthcheck"]["Test"]) != ["NONE"] {
+        return Err(ApiError::bad("healthchecks are not supported yet"));
+    }
+    match host["NetworkMode"].as_str().unwrap_or("") {
+        "" | "default" | "bridge" | "none" | "host" => {}
+        other => return Err(ApiError::bad(format!("network {other:?}: only none and host networks exist yet"))),
+    }
+    if let Some(t) = host["LogConfig"]["Type"].as_str() {
+        if !t.is_empty() && t != "json-file" {
+            return Err(ApiError::bad(format!("logging driver {t:?} is not supported: use json-file")));
+        }
+    }
+    for m in ["PidMode", "IpcMode", "UTSMode"] {
+        match host[m].as_str().unwrap_or("") {
+            "" | "private" | "shareable" => {}
+            "host" if m != "IpcMode" => {}
+            other => return Err(ApiError::bad(format!("{m} {other:?} is not supported yet"))),
+        }
+    }
+    Ok(())
+}
+
+/// The process's user: "uid[:gid]" or "name[:group]" looked up in the image's /etc/passwd
+/// and /etc/group; additional groups from /etc/group.
+fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32, Vec<u32>), ApiError> {
+    let read = |f: &str| std::fs::read_to_string(rootfs.join(f)).unwrap_or_default();
+    let (u, g) = user.split_once(':').map(|(u, g)| (u, Some(g))).unwrap_or((user, None));
+    let passwd = read("etc/passwd");
+    let group = read("etc/group");
+    let entry = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 4 && (f[0] == u || (u.parse::<u32>().is_ok() && f[2] == u)));
+    let uid = match u.parse::<u32>() {
+        Ok(n) => n,
+        Err(_) => match &entry {
+            Some(f) => f[2].parse().unwrap_or(0),
+            None => return Err(ApiError::bad(format!("unable to find user {u}: no matching entries in passwd file"))),
+        },
+    };
+    let gid = match g {
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => group
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| ApiError::bad(format!("unable to find group {g}: no matching entries in group file")))?,
+        },
+        None => entry.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0),
+    };
+    let name = entry.as_ref().map(|f| f[0].to_string());
+    let extra = match name {
+        Some(n) => group
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .filter(|f| f.len() >= 4 && f[3].split(',').any(|m| m == n))
+            .filter_map(|f| f[2].parse().ok())
+            .filter(|g| *g != gid)
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok((uid, gid, extra))
+}
+
+/// The command: Entrypoint + Cmd of the request, falling back to the image's (an image's Cmd is
+/// dropped when the request sets an Entrypoint, as Docker does).
+pub fn command(cfg: &Value, image_cfg: &Value) -> Vec<String> {
+    let ic = &image_cfg["config"];
+    let (ep, cmd) = if !cfg["Entrypoint"].is_null() {
+        (strings(&cfg["Entrypoint"]), strings(&cfg["Cmd"]))
+    } else {
+        let cmd = if cfg["Cmd"].is_null() { strings(&ic["Cmd"]) } else { strings(&cfg["Cmd"]) };
+        (strings(&ic["Entrypoint"]), cmd)
+    };
+    ep.into_iter().chain(cmd).collect()
+}
+
+/// Environment: the image's, then the request's (same names replaced), PATH ensured.
+pub fn environment(cfg: &Value, image_cfg: &Value, hostname: &str, tty: bool) -> Vec<String> {
+    let mut env: Vec<String> = Vec::new();
+    let mut set = |kv: String| {
+        let key = kv.split('=').next().unwrap_or("").to_string();
+        env.retain(|e| e.split('=').next() != Some(key.as_str()));
+        env.push(kv);
+    };
+    set("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    set(format!("HOSTNAME={hostname}"));
+    if tty {
+        set("TERM=xterm".into());
+    }
+    for e in strings(&image_cfg["config"]["Env"]).into_iter().chain(strings(&cfg["Env"])) {
+        set(e);
+    }
+    env.sort_by_key(|e| e.split('=').next() != Some("PATH"));
+    env
+}
+
+pub struct SpecInput<'a> {
+    pub id: &'a str,
+    pub cfg: &'a Value,
+    pub host: &'a Value,
+    pub image_cfg: &'a Value,
+    /// The mounted root filesystem.
+    pub rootfs: &'a Path,
+    /// Where /etc/hostname, /etc/hosts and /etc/resolv.conf for the container are.
+    pub files_dir: &'a Path,
+}
+
+pub fn build(i: &SpecInput<'_>) -> Result<Value, ApiError> {
+    let (cfg, host) = (i.cfg, i.host);
+    let args = command(cfg, i.image_cfg);
+    if args.is_empty() {
+        return Err(ApiError::bad("no command specified"));
+    }
+    let mut spec = berth_runtime::defaults::default_spec(&args);
+    let hostname = cfg["Hostname"].as_str().filter(|h| !h.is_empty()).unwrap_or(&i.id[..12]).to_string();
+    let tty = cfg["Tty"].as_bool().unwrap_or(false);
+    spec["hostname"] = json!(hostname);
+    spec["root"] = json!({"path": i.rootfs, "readonly": host["ReadonlyRootfs"].as_bool().unwrap_or(false)});
+    let p = &mut spec["process"];
+    p["terminal"] = json!(tty);
+    p["env"] = json!(environment(cfg, i.image_cfg, &hostname, tty));
+    let wd = cfg["WorkingDir"].as_str().filter(|w| !w.is_empty());
+    let wd = wd.or(i.image_cfg["config"]["WorkingDir"].as_str().filter(|w| !w.is_empty())).unwrap_or("/");
+    if !wd.starts_with('/') {
+        return Err(ApiError::bad(format!("the working directory '{wd}' is invalid, it needs to be an absolute path")));
+    }
+    p["cwd"] = json!(wd);
+    let user = cfg["User"].as_str().filter(|u| !u.is_empty());
+    let user = user.or(i.image_cfg["config"]["User"].as_str().filter(|u| !u.is_empty()));
+    if let Some(u) = user {
+        let (uid, gid, extra) = resolve_user(i.rootfs, u)?;
+        p["user"] = json!({"uid": uid, "gid": gid, "additionalGids": extra});
+    }
+    // Capabilities.
+    let mut caps: Vec<String> = strings(&p["capabilities"]["bounding"]);
+    let norm = |c: &str| {
+        let c = c.to_ascii_uppercase();
+        if c.starts_with("CAP_") || c == "ALL" {
+            c
+        } else {
+            format!("CAP_{c}")
+        }
+    };
+    for d in strings(&host["CapDrop"]) {
+        let d = norm(&d);
+        if d == "ALL" {
+            caps.clear();
+        } else {
+            caps.retain(|c| *c != d);
+        }
+    }
+    for a in strings(&host["CapAdd"]) {
+        let a = norm(&a);
+        if a == "ALL" {
+            return Err(ApiError::bad("--cap-add ALL is not supported yet"));
+        }
+        if serde_json::from_value::<oci_spec::runtime::Capability>(json!(a)).is_err() {
+            return Err(ApiError::bad(format!("unknown capability: {a:?}")));
+        }
+        if !caps.contains(&a) {
+            caps.push(a);
+        }
+    }
+    for set in ["bounding", "effective", "permitted"] {
+        p["capabilities"][set] = json!(caps);
+    }
+    // The seccomp profile follows the capabilities, as Docker's does.
+    spec["linux"]["seccomp"] = serde_json::to_value(berth_seccomp::default_profile(&caps)).unwrap_or(Value::Null);
+    // Namespaces.
+    let net = host["NetworkMode"].as_str().unwrap_or("");
+    let mut ns: Vec<Value> = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+        json!({"type": "cgroup"}),
+    ];
+    if net != "host" {
+        ns.push(json!({"type": "network"}));
+    }
+    if host["PidMode"] == "host" {
+        ns.retain(|n| n["type"] != "pid");
+    }
+    if host["UTSMode"] == "host" {
+        ns.retain(|n| n["type"] != "uts");
+    }
+    spec["linux"]["namespaces"] = json!(ns);
+    // Resources.
+    let r = &mut spec["linux"]["resources"];
+    if let Some(m) = host["Memory"].as_i64().filter(|m| *m > 0) {
+        if m < 6 << 20 {
+            return Err(ApiError::bad("Minimum memory limit allowed is 6MB"));
+        }
+        r["memory"] = json!({"limit": m});
+        if let Some(s) = host["MemorySwap"].as_i64().filter(|s| *s != 0) {
+            r["memory"]["swap"] = json!(s);
+        }
+    }
+    if let Some(n) = host["NanoCpus"].as_i64().filter(|n| *n > 0) {
+        let period = 100_000i64;
+        r["cpu"]["period"] = json!(period);
+        r["cpu"]["quota"] = json!(n * period / 1_000_000_000);
+    }
+    if let Some(q) = host["CpuQuota"].as_i64().filter(|q| *q > 0) {
+        r["cpu"]["quota"] = json!(q);
+        r["cpu"]["period"] = json!(host["CpuPeriod"].as_i64().filter(|p| *p > 0).unwrap_or(100_000));
+    }
+    if let Some(s) = host["CpuShares"].as_i64().filter(|s| *s > 0) {
+        r["cpu"]["shares"] = json!(s);
+    }
+    if let Some(pl) = host["PidsLimit"].as_i64().filter(|p| *p > 0) {
+        r["pids"] = json!({"limit": pl});
+    }
+    spec["linux"]["cgroupsPath"] = json!(format!("/berth/{}", i.id));
+    // Mounts: the container's /etc files, then binds.
+    let mounts = spec["mounts"].as_array_mut().expect("default spec has mounts");
+    for f in ["hostname", "hosts", "resolv.conf"] {
+        mounts.push(json!({"destination": format!("/etc/{f}"), "type": "bind", "source": i.files_dir.join(f), "options": ["rbind", "rprivate"]}));
+    }
+    for b in strings(&host["Binds"]) {
+        mounts.push(bind_mount(&b)?);
+    }
+    Ok(spec)
+}
+
+/// `-v SRC:DST[:OPTS]` with an absolute host path (named volumes are not supported yet).
+pub fn bind_mount(b: &str) -> Result<Value, ApiError> {
+    let parts: Vec<&str> = b.split(':').collect();
+    let (src, dst, opts) = match parts.as_slice() {
+        [s, d] => (*s, *d, ""),
+        [s, d, o] => (*s, *d, *o),
+        _ => return Err(ApiError::bad(format!("invalid volume specification: '{b}'"))),
+    };
+    if !src.starts_with('/') {
+        return Err(ApiError::bad(format!("invalid volume specification: '{b}': named volumes are not supported yet")));
+    }
+    if !dst.starts_with('/') {
+        return Err(ApiError::bad(format!("invalid volume specification: '{b}': the destination must be absolute")));
+    }
+    if dst.split('/').any(|c| c == "..") {
+        return Err(ApiError::bad(format!(
+            "invalid volume specification: '{b}': the destination may not contain '..'"
+        )));
+    }
+    let mut o = vec!["rbind".to_string()];
+    let mut prop = "rprivate".to_string();
+    for opt in opts.split(',').filter(|s| !s.is_empty()) {
+        match opt {
+            "ro" => o.push("ro".into()),
+            "rw" => {}
+            "z" | "Z" => {}
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" => prop = opt.to_string(),
+            other => {
+                return Err(ApiError::bad(format!("invalid volume specification: '{b}': unknown option {other:?}")))
+            }
+        }
+    }
+    o.push(prop);
+    if !Path::new(src).exists() {
+        std::fs::create_dir_all(src).map_err(|e| ApiError::bad(format!("creating bind source {src}: {e}")))?;
+    }
+    Ok(json!({"destination": dst, "type": "bind", "source": src, "options": o}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands() {
+        let img = json!({"config": {"Entrypoint": ["/ep"], "Cmd": ["a"]}});
+        assert_eq!(command(&json!({}), &img), ["/ep", "a"]);
+        assert_eq!(command(&json!({"Cmd": ["b"]}), &img), ["/ep", "b"]);
+        assert_eq!(command(&json!({"Entrypoint": ["/x"]}), &img), ["/x"]);
+        assert_eq!(command(&json!({"Entrypoint": [], "Cmd": ["sh"]}), &img), ["sh"]);
+    }
+
+    #[test]
+    fn env_order() {
+        let img = json!({"config": {"Env": ["PATH=/img", "A=1"]}});
+        let env = environment(&json!({"Env": ["A=2", "B=3"]}), &img, "h", false);
+        assert_eq!(env, ["PATH=/img", "HOSTNAME=h", "A=2", "B=3"]);
+    }
+
+    #[test]
+    fn binds() {
+        assert!(bind_mount("rel:/x").is_err());
+        assert!(bind_mount("/tmp:/x/../y").is_err());
+        assert!(bind_mount("/tmp:/x:bogus").is_err());
+        let m = bind_mount("/tmp:/x:ro").unwrap();
+        assert_eq!(m["options"], json!(["rbind", "ro", "rprivate"]));
+    }
+
+    #[test]
+    fn unsupported_fields_are_refused() {
+        let e = check_supported(&json!({}), &json!({"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}})).unwrap_err();
+        assert!(e.message.contains("published ports"));
+        assert!(check_supported(&json!({}), &json!({"PortBindings": {}, "NetworkMode": "default"})).is_ok());
+        assert!(check_supported(&json!({}), &json!({"NetworkMode": "mynet"})).is_err());
+    }
+}
