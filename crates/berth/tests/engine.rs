@@ -181,6 +181,18 @@ fn run_output_exit_codes_stdin_and_bad_input() {
     assert_eq!(e.ok(&["run", "--rm", "-e", "A=b c", "bb:1", "sh", "-c", "echo $A; hostname | wc -c"]), "b c\n13\n");
     assert_eq!(e.ok(&["run", "--rm", "-u", "nobody", "bb:1", "id", "-u"]), "65534\n");
 
+    // Bind mounts: written through, and read-only with :ro.
+    let vol = e.dir.join("vol");
+    std::fs::create_dir_all(&vol).unwrap();
+    let v = format!("{}:/data", vol.display());
+    e.ok(&["run", "--rm", "-v", &v, "bb:1", "sh", "-c", "echo written > /data/f"]);
+    assert_eq!(std::fs::read_to_string(vol.join("f")).unwrap(), "written\n");
+    let o = e.docker(&["run", "--rm", "-v", &format!("{v}:ro"), "bb:1", "sh", "-c", "echo x > /data/g"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(!vol.join("g").exists(), "wrote through a read-only bind");
+    let o = e.docker(&["create", "-v", &format!("{v}:bogus"), "bb:1", "true"]);
+    assert!(err(&o).contains("unknown option"), "{}", err(&o));
+
     // A missing executable: Docker's 127 and its message; the --rm container is gone.
     let o = e.docker(&["run", "--rm", "bb:1", "nosuchcmd"]);
     assert_eq!(o.status.code(), Some(127), "{}", err(&o));

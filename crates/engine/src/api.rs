@@ -149,9 +149,7 @@ fn route(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
             conn.empty(204).map_err(io)?
         }
         ("DELETE", ["containers", id]) => {
-            if req.flag("v") {
-                // Anonymous volumes do not exist yet: nothing to remove with them.
-            }
+            // `v`: anonymous volumes do not exist yet, so there is nothing to remove with them.
             d.remove(id, req.flag("force"))?;
             conn.empty(204).map_err(io)?
         }

@@ -254,8 +254,7 @@ impl Daemon {
         if args.is_empty() {
             return Err(ApiError::bad("no command specified"));
         }
-        let opts = LogOpts::from_config(&host["LogConfig"]["Config"]).map_err(ApiError::bad)?;
-        let _ = opts;
+        LogOpts::from_config(&host["LogConfig"]["Config"]).map_err(ApiError::bad)?;
         if let Some(rp) = host["RestartPolicy"]["Name"].as_str() {
             if !matches!(rp, "" | "no" | "always" | "unless-stopped" | "on-failure") {
                 return Err(ApiError::bad(format!("invalid restart policy '{rp}'")));
@@ -269,10 +268,7 @@ impl Daemon {
         }
         for b in spec::strings(&host["Binds"]) {
             // Validated now so that a bad bind fails create, not start.
-            let parts: Vec<&str> = b.split(':').collect();
-            if parts.len() < 2 || parts.len() > 3 || !parts[0].starts_with('/') || !parts[1].starts_with('/') {
-                spec::bind_mount(&b)?;
-            }
+            spec::parse_bind(&b)?;
         }
         let id = random_id();
         let _guard = self.ops.lock().unwrap_or_else(|e| e.into_inner());

@@ -282,8 +282,9 @@ pub fn build(i: &SpecInput<'_>) -> Result<Value, ApiError> {
     Ok(spec)
 }
 
-/// `-v SRC:DST[:OPTS]` with an absolute host path (named volumes are not supported yet).
-pub fn bind_mount(b: &str) -> Result<Value, ApiError> {
+/// `-v SRC:DST[:OPTS]` with an absolute host path (named volumes are not supported yet), as
+/// an OCI mount; nothing is created.
+pub fn parse_bind(b: &str) -> Result<Value, ApiError> {
     let parts: Vec<&str> = b.split(':').collect();
     let (src, dst, opts) = match parts.as_slice() {
         [s, d] => (*s, *d, ""),
@@ -315,10 +316,17 @@ pub fn bind_mount(b: &str) -> Result<Value, ApiError> {
         }
     }
     o.push(prop);
+    Ok(json!({"destination": dst, "type": "bind", "source": src, "options": o}))
+}
+
+/// [`parse_bind`], creating a missing source directory as Docker does for `-v`.
+pub fn bind_mount(b: &str) -> Result<Value, ApiError> {
+    let m = parse_bind(b)?;
+    let src = m["source"].as_str().unwrap_or("");
     if !Path::new(src).exists() {
         std::fs::create_dir_all(src).map_err(|e| ApiError::bad(format!("creating bind source {src}: {e}")))?;
     }
-    Ok(json!({"destination": dst, "type": "bind", "source": src, "options": o}))
+    Ok(m)
 }
 
 #[cfg(test)]
@@ -343,9 +351,10 @@ mod tests {
 
     #[test]
     fn binds() {
-        assert!(bind_mount("rel:/x").is_err());
-        assert!(bind_mount("/tmp:/x/../y").is_err());
-        assert!(bind_mount("/tmp:/x:bogus").is_err());
+        assert!(parse_bind("rel:/x").is_err());
+        assert!(parse_bind("/tmp:/x/../y").is_err());
+        assert!(parse_bind("/tmp:/x:bogus").is_err());
+        assert!(parse_bind("/a:/b:/c:/d").is_err());
         let m = bind_mount("/tmp:/x:ro").unwrap();
         assert_eq!(m["options"], json!(["rbind", "ro", "rprivate"]));
     }
