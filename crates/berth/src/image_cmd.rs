@@ -270,10 +270,7 @@ fn open_store(cli: &ImageCli) -> Result<ImageStore> {
 }
 
 fn client() -> Client {
-    let insecure = std::env::var("BERTH_INSECURE_REGISTRIES")
-        .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
-        .unwrap_or_default();
-    Client::new(ClientOptions { insecure, ..Default::default() })
+    Client::new(ClientOptions::from_env())
 }
 
 fn dispatch(cli: &ImageCli) -> Result<i32> {
@@ -510,36 +507,7 @@ pub fn human_size(n: u64) -> String {
     format!("{t}{}", units[i])
 }
 
-/// Seconds since the epoch of an RFC 3339 time (`2023-11-14T22:13:20.123Z`, `+01:00`).
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || (b[10] != b'T' && b[10] != b't' && b[10] != b' ') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut rest = &s[19..];
-    if let Some(r) = rest.strip_prefix('.') {
-        rest = r.trim_start_matches(|c: char| c.is_ascii_digit());
-    }
-    let off = match rest {
-        "Z" | "z" | "" => 0,
-        r if r.len() == 6 => {
-            let sign = if r.starts_with('-') { -1 } else { 1 };
-            sign * (r.get(1..3)?.parse::<i64>().ok()? * 3600 + r.get(4..6)?.parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    Some(days * 86400 + h * 3600 + mi * 60 + se - off)
-}
+use berth_runtime::state::parse_rfc3339;
 
 /// Docker's "2 years ago" style.
 pub fn ago(created: Option<&str>) -> String {

@@ -325,24 +325,9 @@ fn status_text(c: &Container) -> String {
     }
 }
 
-/// Parse our own RFC 3339 timestamps (UTC, `Z`) back to unix seconds.
+/// Unix seconds of an RFC 3339 time (0 when unparsable).
 pub fn unix_of(t: &str) -> i64 {
-    let b = t.as_bytes();
-    if b.len() < 19 {
-        return 0;
-    }
-    let n = |r: std::ops::Range<usize>| t.get(r).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
-    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
-    let (hh, mm, ss) = (n(11..13), n(14..16), n(17..19));
-    // Days from civil (Howard Hinnant).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    days * 86400 + hh * 3600 + mm * 60 + ss
+    berth_runtime::state::parse_rfc3339(t).unwrap_or(0)
 }
 
 fn since(t: &str) -> String {
@@ -585,23 +570,7 @@ fn list_images(d: &Daemon) -> ApiResult<Value> {
     let mut out = Vec::new();
     let users: Vec<String> = d.list().into_iter().map(|c| c.image_id).collect();
     for (rec, names) in d.images.list().map_err(|e| ApiError::internal(e.to_string()))? {
-        let tags: Vec<String> = names
-            .iter()
-            .filter_map(|n| berth_image::Reference::parse(n).ok())
-            .filter(|r| r.tag().is_some())
-            .map(|r| r.familiar())
-            .collect();
-        let digests: Vec<String> = rec
-            .repo_digests
-            .iter()
-            .map(|x| match x.split_once('@') {
-                Some((n, dg)) => format!(
-                    "{}@{dg}",
-                    berth_image::Reference::parse(n).map(|r| r.familiar_name()).unwrap_or(n.to_string())
-                ),
-                None => x.clone(),
-            })
-            .collect();
+        let (tags, digests) = berth_image::imagestore::docker_names(&rec, &names);
         let cfg = d.images.config(&rec).unwrap_or(Value::Null);
         let id = rec.id.to_string();
         out.push(json!({
@@ -662,10 +631,7 @@ fn pull(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
         Some(p) => berth_registry::Platform::parse(p).map_err(|e| ApiError::bad(e.to_string()))?,
         None => berth_registry::Platform::host(),
     };
-    let insecure = std::env::var("BERTH_INSECURE_REGISTRIES")
-        .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
-        .unwrap_or_default();
-    let client = berth_registry::Client::new(berth_registry::ClientOptions { insecure, ..Default::default() });
+    let client = berth_registry::Client::new(berth_registry::ClientOptions::from_env());
     let out = conn.chunked(200, "application/json").map_err(io)?;
     let p = StreamProgress { out: std::sync::Mutex::new(out) };
     let shown = r.tag().map(|t| t.to_string()).unwrap_or_else(|| r.digest().map(|d| d.to_string()).unwrap_or_default());

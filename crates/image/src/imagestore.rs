@@ -691,22 +691,7 @@ impl ImageStore {
     /// The image as Docker's `GET /images/{name}/json` shows it (`names`: its references).
     pub fn docker_inspect(&self, rec: &ImageRecord, names: &[String]) -> Result<serde_json::Value> {
         let cfg = self.config(rec)?;
-        let tags: Vec<String> = names
-            .iter()
-            .filter_map(|n| Reference::parse(n).ok())
-            .filter(|r| r.tag().is_some())
-            .map(|r| r.familiar())
-            .collect();
-        let digests: Vec<String> = rec
-            .repo_digests
-            .iter()
-            .map(|d| match d.split_once('@') {
-                Some((n, dg)) => {
-                    format!("{}@{dg}", Reference::parse(n).map(|r| r.familiar_name()).unwrap_or(n.to_string()))
-                }
-                None => d.clone(),
-            })
-            .collect();
+        let (tags, digests) = docker_names(rec, names);
         let mut v = serde_json::json!({
             "Id": rec.id.to_string(),
             "RepoTags": tags,
@@ -850,6 +835,28 @@ impl ImageStore {
         }
         Ok(report)
     }
+}
+
+/// `RepoTags` and `RepoDigests` as Docker shows them (familiar names: `busybox:1`,
+/// `busybox@sha256:...`) from an image's references.
+pub fn docker_names(rec: &ImageRecord, names: &[String]) -> (Vec<String>, Vec<String>) {
+    let tags = names
+        .iter()
+        .filter_map(|n| Reference::parse(n).ok())
+        .filter(|r| r.tag().is_some())
+        .map(|r| r.familiar())
+        .collect();
+    let digests = rec
+        .repo_digests
+        .iter()
+        .map(|d| match d.split_once('@') {
+            Some((n, dg)) => {
+                format!("{}@{dg}", Reference::parse(n).map(|r| r.familiar_name()).unwrap_or(n.to_string()))
+            }
+            None => d.clone(),
+        })
+        .collect();
+    (tags, digests)
 }
 
 /// `tmp-<pid>-<nanos>`: the unpack is stale when its process is gone.

@@ -29,6 +29,16 @@ pub struct ClientOptions {
     pub credentials: Option<Credentials>,
 }
 
+impl ClientOptions {
+    /// Defaults, with insecure registries from `BERTH_INSECURE_REGISTRIES=host:port,...`.
+    pub fn from_env() -> ClientOptions {
+        let insecure = std::env::var("BERTH_INSECURE_REGISTRIES")
+            .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default();
+        ClientOptions { insecure, ..Default::default() }
+    }
+}
+
 /// A content descriptor (OCI and Docker schema 2 share the shape).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
