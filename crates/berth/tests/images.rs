@@ -168,6 +168,28 @@ fn tree(root: &Path) -> BTreeMap<String, (char, u32, u32, u32, Vec<u8>)> {
     out
 }
 
+/// The reference tree: `skopeo copy SRC oci:<dir>/layout:t1`, then `umoci unpack`; returns the
+/// bundle's rootfs.
+fn skopeo_umoci(src: &str, dir: &Path) -> PathBuf {
+    let layout = dir.join("layout-theirs");
+    let o = Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(src)
+        .arg(format!("oci:{}:t1", layout.display()))
+        .output()
+        .expect("skopeo (scripts/deps.sh test)");
+    assert!(o.status.success(), "skopeo: {}", String::from_utf8_lossy(&o.stderr));
+    let bundle = dir.join("bundle");
+    let o = Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:t1", layout.display()))
+        .arg(&bundle)
+        .output()
+        .expect("umoci (scripts/deps.sh test)");
+    assert!(o.status.success(), "umoci: {}", String::from_utf8_lossy(&o.stderr));
+    bundle.join("rootfs")
+}
+
 #[test]
 fn unpacked_tree_equals_umoci() {
     let env = Env::new("umoci");
@@ -179,22 +201,7 @@ fn unpacked_tree_equals_umoci() {
     env.ok(&["pull", &name]);
 
     // The reference: skopeo copies the image back out of the registry, umoci unpacks it.
-    let theirs = env.dir.join("theirs");
-    let o = Command::new("skopeo")
-        .args(["copy", "--src-tls-verify=false"])
-        .arg(format!("docker://{name}"))
-        .arg(format!("oci:{}:t1", theirs.display()))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "skopeo: {}", String::from_utf8_lossy(&o.stderr));
-    let bundle = env.dir.join("bundle");
-    let o = Command::new("umoci")
-        .args(["unpack", "--image"])
-        .arg(format!("{}:t1", theirs.display()))
-        .arg(&bundle)
-        .output()
-        .expect("umoci (scripts/deps.sh test)");
-    assert!(o.status.success(), "umoci: {}", String::from_utf8_lossy(&o.stderr));
+    let reference_root = skopeo_umoci(&format!("docker://{name}"), &env.dir);
 
     // Ours: the overlay of the image's snapshots.
     let store = env.store();
@@ -203,7 +210,7 @@ fn unpacked_tree_equals_umoci() {
     store.mount(&rec, &env.dir.join("rw"), &mnt).unwrap();
     let ours = tree(&mnt);
     berth_image::imagestore::unmount(&mnt).unwrap();
-    let reference = tree(&bundle.join("rootfs"));
+    let reference = tree(&reference_root);
     assert_eq!(ours.len(), reference.len());
     for (path, theirs) in &reference {
         assert_eq!(ours.get(path), Some(theirs), "{path} differs");
@@ -738,29 +745,14 @@ fn save_writes_an_oci_layout_too_and_loads_back() {
     env.ok(&["save", "-o", saved.to_str().unwrap(), &name]);
 
     // skopeo reads it as an OCI archive (verifying every digest), umoci unpacks the copy.
-    let copy = env.dir.join("copy");
-    let o = Command::new("skopeo")
-        .arg("copy")
-        .arg(format!("oci-archive:{}:t1", saved.display()))
-        .arg(format!("oci:{}:t1", copy.display()))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "skopeo: {}", String::from_utf8_lossy(&o.stderr));
-    let bundle = env.dir.join("bundle");
-    let o = Command::new("umoci")
-        .args(["unpack", "--image"])
-        .arg(format!("{}:t1", copy.display()))
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "umoci: {}", String::from_utf8_lossy(&o.stderr));
+    let reference_root = skopeo_umoci(&format!("oci-archive:{}:t1", saved.display()), &env.dir);
     let store = env.store();
     let rec = store.resolve(&name).unwrap();
     let mnt = env.dir.join("mnt");
     store.mount(&rec, &env.dir.join("rw"), &mnt).unwrap();
     let ours = tree(&mnt);
     berth_image::imagestore::unmount(&mnt).unwrap();
-    assert_eq!(tree(&bundle.join("rootfs")), ours);
+    assert_eq!(tree(&reference_root), ours);
 
     // The same tar loads back into an empty store as the same image, with its name.
     let other = Env::new("save-load");

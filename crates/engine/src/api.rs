@@ -419,6 +419,7 @@ fn mounts_json(c: &Container) -> Value {
 
 fn inspect(d: &Daemon, c: &Container) -> Value {
     let s = &c.state;
+    let dir = d.dir(&c.id);
     json!({
         "Id": c.id,
         "Created": c.created,
@@ -438,9 +439,9 @@ fn inspect(d: &Daemon, c: &Container) -> Value {
             "FinishedAt": if s.finished_at.is_empty() { "0001-01-01T00:00:00Z" } else { &s.finished_at },
         },
         "Image": c.image_id,
-        "ResolvConfPath": d.data_root.join("containers").join(&c.id).join("etc/resolv.conf"),
-        "HostnamePath": d.data_root.join("containers").join(&c.id).join("etc/hostname"),
-        "HostsPath": d.data_root.join("containers").join(&c.id).join("etc/hosts"),
+        "ResolvConfPath": dir.join("etc/resolv.conf"),
+        "HostnamePath": dir.join("etc/hostname"),
+        "HostsPath": dir.join("etc/hosts"),
         "LogPath": d.log_path(&c.id),
         "Name": format!("/{}", c.name),
         "RestartCount": c.restart_count,
@@ -451,7 +452,7 @@ fn inspect(d: &Daemon, c: &Container) -> Value {
         "AppArmorProfile": "",
         "ExecIDs": null,
         "HostConfig": c.host_config,
-        "GraphDriver": {"Name": "overlay2", "Data": {"MergedDir": d.data_root.join("containers").join(&c.id).join("rootfs")}},
+        "GraphDriver": {"Name": "overlay2", "Data": {"MergedDir": dir.join("rootfs")}},
         "Mounts": mounts_json(c),
         "Config": c.config,
         "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}, "IPAddress": "", "Gateway": "", "MacAddress": ""},

@@ -142,7 +142,8 @@ impl Daemon {
         Ok(d)
     }
 
-    fn dir(&self, id: &str) -> PathBuf {
+    /// `<data-root>/containers/<id>`: the record, log, rw layer, rootfs mount point, etc files.
+    pub fn dir(&self, id: &str) -> PathBuf {
         self.data_root.join("containers").join(id)
     }
     /// Short (`c/<16 hex>`): unix socket paths live here, and must stay under 108 bytes.

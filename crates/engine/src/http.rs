@@ -23,8 +23,6 @@ pub struct Request {
     pub version: Option<String>,
     pub query: Vec<(String, String)>,
     pub headers: Vec<(String, String)>,
-    /// Whether a body follows (it is read by [`Conn::body`] or [`Conn::body_reader`]).
-    body_kind: BodyKind,
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -222,7 +220,7 @@ impl Conn {
             }
         };
         self.pending = body_kind;
-        Ok(Some(Request { method, path, version, query, headers, body_kind }))
+        Ok(Some(Request { method, path, version, query, headers }))
     }
 
     /// A reader of the current request's body (nothing when it has none).
@@ -235,9 +233,8 @@ impl Conn {
         }
     }
 
-    /// The whole body, at most [`MAX_BODY`] bytes.
-    pub fn body(&mut self, req: &Request) -> ApiResult<Vec<u8>> {
-        let _ = req.body_kind;
+    /// The whole body of the current request, at most [`MAX_BODY`] bytes.
+    pub fn body(&mut self, _req: &Request) -> ApiResult<Vec<u8>> {
         let mut data = Vec::new();
         self.body_reader()
             .take(MAX_BODY + 1)

@@ -180,11 +180,6 @@ pub fn parse_unix(s: &str) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::new(secs, nanos))
 }
 
-/// Compare an RFC 3339 time of ours (fixed width, UTC) with a SystemTime.
-fn time_of(rec: &Record) -> String {
-    rec.time.clone()
-}
-
 pub struct ReadOpts {
     pub stdout: bool,
     pub stderr: bool,
@@ -211,26 +206,11 @@ pub fn read(path: &Path, o: &ReadOpts) -> (Vec<Record>, u64) {
     let mut end = 0;
     for (i, f) in files.iter().enumerate() {
         let Ok(file) = File::open(f) else { continue };
-        let mut r = BufReader::new(file);
-        let mut line = String::new();
-        let mut pos = 0u64;
-        loop {
-            line.clear();
-            match r.read_line(&mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if !line.ends_with('\n') {
-                        break; // a record being written: follow picks it up
-                    }
-                    pos += n as u64;
-                }
+        let pos = read_records(file, 0, &mut |rec| {
+            if wanted(&rec, o, since.as_deref(), until.as_deref()) {
+                out.push(rec);
             }
-            let Some(rec) = parse_line(&line) else { continue };
-            if !wanted(&rec, o, since.as_deref(), until.as_deref()) {
-                continue;
-            }
-            out.push(rec);
-        }
+        });
         if i == files.len() - 1 {
             end = pos;
         }
@@ -242,11 +222,26 @@ pub fn read(path: &Path, o: &ReadOpts) -> (Vec<Record>, u64) {
     (out, end)
 }
 
+/// Parse the complete records of `file` from `offset` on (a last line still being written is
+/// left for later); returns the offset after the last complete one.
+fn read_records(file: File, mut offset: u64, each: &mut dyn FnMut(Record)) -> u64 {
+    let mut r = BufReader::new(file);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(n) if n > 0 && line.ends_with('\n') => offset += n as u64,
+            _ => return offset,
+        }
+        if let Some(rec) = parse_line(&line) {
+            each(rec);
+        }
+    }
+}
+
 fn wanted(rec: &Record, o: &ReadOpts, since: Option<&str>, until: Option<&str>) -> bool {
-    let t = time_of(rec);
-    (if rec.stream == 2 { o.stderr } else { o.stdout })
-        && since.is_none_or(|s| t.as_str() >= s)
-        && until.is_none_or(|u| t.as_str() <= u)
+    let t = rec.time.as_str();
+    (if rec.stream == 2 { o.stderr } else { o.stdout }) && since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u)
 }
 
 /// Records appended to the current file after `offset`; returns them and the new offset.
@@ -254,34 +249,17 @@ fn wanted(rec: &Record, o: &ReadOpts, since: Option<&str>, until: Option<&str>) 
 pub fn read_from(path: &Path, offset: u64, o: &ReadOpts) -> (Vec<Record>, u64) {
     let Ok(mut file) = File::open(path) else { return (Vec::new(), offset) };
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut offset = offset;
-    if len < offset {
-        offset = 0;
-    }
+    let offset = if len < offset { 0 } else { offset };
     if file.seek(std::io::SeekFrom::Start(offset)).is_err() {
         return (Vec::new(), offset);
     }
     let until = o.until.map(berth_runtime::state::rfc3339);
-    let mut r = BufReader::new(file);
     let mut out = Vec::new();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match r.read_line(&mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if !line.ends_with('\n') {
-                    break;
-                }
-                offset += n as u64;
-            }
+    let offset = read_records(file, offset, &mut |rec| {
+        if wanted(&rec, o, None, until.as_deref()) {
+            out.push(rec);
         }
-        if let Some(rec) = parse_line(&line) {
-            if wanted(&rec, o, None, until.as_deref()) {
-                out.push(rec);
-            }
-        }
-    }
+    });
     (out, offset)
 }
 

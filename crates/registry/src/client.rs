@@ -517,20 +517,7 @@ impl Client {
         let status = resp.status().as_u16();
         let what = format!("{}@{digest}", r.path());
         match status {
-            206 => Ok(Box::new(resp.into_body().into_reader())),
-            200 => {
-                let mut rd = resp.into_body().into_reader();
-                if offset > 0 {
-                    let skipped = std::io::copy(&mut (&mut rd).take(offset), &mut std::io::sink())
-                        .map_err(|e| Error::new(format!("registry {domain}: read blob {what}: {e}")))?;
-                    if skipped < offset {
-                        return Err(Error::new(format!(
-                            "registry {domain}: blob {what} is shorter than {offset} bytes"
-                        )));
-                    }
-                }
-                Ok(Box::new(rd))
-            }
+            200 | 206 => ranged_body(resp, offset, &format!("registry {domain}: blob {what}")),
             _ => Err(self.fail(domain, &what, resp)),
         }
     }
@@ -549,16 +536,7 @@ impl Client {
         let hs: Vec<(&str, String)> = if offset > 0 { vec![("Range", format!("bytes={offset}-"))] } else { vec![] };
         let resp = self.send("GET", url, &hs, &mut Body::Empty)?;
         match resp.status().as_u16() {
-            206 => Ok(Box::new(resp.into_body().into_reader())),
-            200 => {
-                let mut rd = resp.into_body().into_reader();
-                let skipped = std::io::copy(&mut (&mut rd).take(offset), &mut std::io::sink())
-                    .map_err(|e| Error::new(format!("GET {url}: {e}")))?;
-                if skipped < offset {
-                    return Err(Error::new(format!("GET {url}: shorter than {offset} bytes")));
-                }
-                Ok(Box::new(rd))
-            }
+            200 | 206 => ranged_body(resp, offset, &format!("GET {url}")),
             code => Err(Error::new(format!("GET {url}: HTTP {code}"))),
         }
     }
@@ -690,6 +668,21 @@ impl Client {
         }
         Ok(Digest::of(bytes))
     }
+}
+
+/// The body of a `Range: bytes=<offset>-` GET: as is for 206; for a 200 (the server ignored the
+/// range) the first `offset` bytes are skipped.
+fn ranged_body(resp: Response, offset: u64, what: &str) -> Result<Box<dyn Read + Send>> {
+    let partial = resp.status().as_u16() == 206;
+    let mut rd = resp.into_body().into_reader();
+    if !partial && offset > 0 {
+        let skipped = std::io::copy(&mut (&mut rd).take(offset), &mut std::io::sink())
+            .map_err(|e| Error::new(format!("{what}: {e}")))?;
+        if skipped < offset {
+            return Err(Error::new(format!("{what} is shorter than {offset} bytes")));
+        }
+    }
+    Ok(Box::new(rd))
 }
 
 fn parse_image_manifest(domain: &str, what: &str, bytes: &[u8], mt: &str) -> Result<ImageManifest> {
