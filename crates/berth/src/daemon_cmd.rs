@@ -68,7 +68,10 @@ struct MonitorFields {
     #[arg(long)]
     dir: PathBuf,
     #[arg(long)]
-    log: PathBuf,
+    log: Option<PathBuf>,
+    /// Run this OCI process (JSON file) in the running container: an exec
+    #[arg(long)]
+    exec: Option<PathBuf>,
     /// HostConfig.LogConfig.Config as JSON
     #[arg(long, default_value = "{}")]
     log_opts: String,
@@ -108,6 +111,7 @@ pub fn monitor_main(args: Vec<std::ffi::OsString>) -> i32 {
         dir: a.dir,
         log: a.log,
         log_opts,
+        exec_process: a.exec,
         tty: a.tty,
         open_stdin: a.stdin,
         stdin_once: a.stdin_once,

@@ -429,6 +429,7 @@ fn exec(root: &Path, e: &ExecArgs) -> Result<i32> {
         pid_file: e.pid_file.clone(),
         detach: e.detach,
         preserve_fds: e.preserve_fds,
+        notify_started: None,
     })
 }
 

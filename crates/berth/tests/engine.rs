@@ -312,3 +312,61 @@ fn pull_through_the_api_then_run() {
     assert!(!o.status.success());
     e.ok(&["rmi", &name]);
 }
+
+#[test]
+fn exec_top_pause_unpause_rename() {
+    let e = Engine::new("exec");
+    let id = e.ok(&["run", "-d", "--name", "x1", "-e", "FROM_RUN=1", "bb:1", "sleep", "1000"]).trim().to_string();
+    // Output, exit codes, the container's environment plus the exec's, user and working dir.
+    assert_eq!(e.ok(&["exec", "x1", "sh", "-c", "echo $FROM_RUN; echo err >&2"]), "1\n");
+    assert_eq!(e.docker(&["exec", "x1", "sh", "-c", "exit 7"]).status.code(), Some(7));
+    let o = e.docker(&["exec", "x1", "nosuchcmd"]);
+    assert_eq!(o.status.code(), Some(127), "{}", err(&o));
+    assert!(out(&o).contains("executable file not found"), "{}{}", out(&o), err(&o));
+    assert_eq!(
+        e.ok(&["exec", "-u", "nobody", "-w", "/etc", "-e", "X=y", "x1", "sh", "-c", "id -u; pwd; echo $X"]),
+        "65534\n/etc\ny\n"
+    );
+    assert_eq!(e.docker_in(&["exec", "-i", "x1", "wc", "-c"], Some("four")).stdout, b"4\n");
+    // A tty exec under a pty: sized as the client's terminal.
+    let o = Command::new("script")
+        .args(["-qc", "stty rows 33 cols 101; docker exec -it x1 sh -c 'stty size; echo $TERM'", "/dev/null"])
+        .env("DOCKER_HOST", format!("unix://{}", e.sock.display()))
+        .output()
+        .unwrap();
+    let text = out(&o).replace('\r', "");
+    assert!(text.contains("33 101\nxterm\n"), "{text:?}");
+    // Detached exec: visible in top (the host's ps, rows of the container's processes only).
+    e.ok(&["exec", "-d", "x1", "sleep", "777"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let top = e.ok(&["top", "x1"]);
+        if top.contains("sleep 777") {
+            assert!(top.contains("sleep 1000") && top.lines().count() == 3, "{top}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{top}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Pause freezes (the freezer's state), exec is refused while paused, unpause thaws.
+    e.ok(&["pause", "x1"]);
+    assert_eq!(e.ok(&["inspect", "-f", "{{.State.Status}}", "x1"]), "paused\n");
+    let o = e.docker(&["exec", "x1", "true"]);
+    assert!(err(&o).contains("is paused"), "{}", err(&o));
+    e.ok(&["unpause", "x1"]);
+    assert_eq!(e.ok(&["exec", "x1", "echo", "thawed"]), "thawed\n");
+    // Rename: the new name finds it, the old one is free, a taken name is refused.
+    e.ok(&["rename", "x1", "x2"]);
+    assert_eq!(e.ok(&["inspect", "-f", "{{.Id}}", "x2"]).trim(), id);
+    assert!(!e.docker(&["inspect", "x1"]).status.success());
+    e.ok(&["create", "--name", "x3", "bb:1", "true"]);
+    let o = e.docker(&["rename", "x2", "x3"]);
+    assert!(err(&o).contains("already in use"), "{}", err(&o));
+    // A paused container stops (thawed to receive the signal).
+    e.ok(&["pause", "x2"]);
+    e.ok(&["stop", "-t", "1", "x2"]);
+    assert_eq!(e.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "x2"]), "exited 137\n");
+    // exec into a stopped container: 409.
+    let o = e.docker(&["exec", "x2", "true"]);
+    assert!(err(&o).contains("is not running"), "{}", err(&o));
+}

@@ -171,6 +171,54 @@ fn route(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
             conn.empty(200).map_err(io)?
         }
         ("GET", ["containers", id, "logs"]) => container_logs(d, conn, req, id)?,
+        ("POST", ["containers", id, "pause"]) => {
+            d.pause(id)?;
+            conn.empty(204).map_err(io)?
+        }
+        ("POST", ["containers", id, "unpause"]) => {
+            d.unpause(id)?;
+            conn.empty(204).map_err(io)?
+        }
+        ("POST", ["containers", id, "rename"]) => {
+            let name = req.q("name").unwrap_or("");
+            d.rename(id, name)?;
+            conn.empty(204).map_err(io)?
+        }
+        ("GET", ["containers", id, "top"]) => {
+            let v = top(d, id, req.q("ps_args").unwrap_or(""))?;
+            conn.json(200, &v).map_err(io)?
+        }
+        ("POST", ["containers", id, "exec"]) => {
+            let body = conn.json_body(req)?;
+            let e = d.exec_create(id, &body)?;
+            conn.json(201, &json!({"Id": e.id})).map_err(io)?
+        }
+        ("POST", ["exec", id, "start"]) => {
+            let body = conn.json_body(req).unwrap_or(Value::Null);
+            let e = d.exec_find(id)?;
+            if body["Detach"].as_bool().unwrap_or(false) {
+                d.exec_start(&e.id, None)?;
+                conn.respond(200, "application/json", b"").map_err(io)?
+            } else {
+                let ct = if e.tty() {
+                    "application/vnd.docker.raw-stream"
+                } else {
+                    "application/vnd.docker.multiplexed-stream"
+                };
+                let (stream, early) = conn.hijack(req, ct).map_err(io)?;
+                d.exec_start(&e.id, Some((stream, early)))?;
+            }
+        }
+        ("GET", ["exec", id, "json"]) => {
+            let v = d.exec_inspect(id)?;
+            conn.json(200, &v).map_err(io)?
+        }
+        ("POST", ["exec", id, "resize"]) => {
+            let h = req.q("h").and_then(|v| v.parse().ok()).unwrap_or(24);
+            let w = req.q("w").and_then(|v| v.parse().ok()).unwrap_or(80);
+            d.exec_resize(id, h, w)?;
+            conn.empty(200).map_err(io)?
+        }
         ("POST", ["images", "create"]) => pull(d, conn, req)?,
         ("POST", ["images", rest @ .., "tag"]) if !rest.is_empty() => {
             let name = rest.join("/");
@@ -450,13 +498,57 @@ fn inspect(d: &Daemon, c: &Container) -> Value {
         "MountLabel": "",
         "ProcessLabel": "",
         "AppArmorProfile": "",
-        "ExecIDs": null,
+        "ExecIDs": Some(d.exec_ids(&c.id)).filter(|v| !v.is_empty()),
         "HostConfig": c.host_config,
         "GraphDriver": {"Name": "overlay2", "Data": {"MergedDir": dir.join("rootfs")}},
         "Mounts": mounts_json(c),
         "Config": c.config,
         "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}, "IPAddress": "", "Gateway": "", "MacAddress": ""},
     })
+}
+
+/// `top`: the host's `ps` (with `ps_args`, default `-ef`), rows of the container's processes.
+fn top(d: &Daemon, key: &str, ps_args: &str) -> ApiResult<Value> {
+    let c = d.find(key)?;
+    if !c.running() || c.state.status == "restarting" {
+        return Err(ApiError::conflict(format!("Container {} is not running", c.id)));
+    }
+    let pids = d.pids(&c);
+    let args: Vec<&str> = if ps_args.trim().is_empty() { vec!["-ef"] } else { ps_args.split_whitespace().collect() };
+    let o = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .map_err(|e| ApiError::internal(format!("running ps: {e}")))?;
+    if !o.status.success() {
+        return Err(ApiError::internal(format!(
+            "ps: {}",
+            String::from_utf8_lossy(&o.stderr).lines().next().unwrap_or("failed")
+        )));
+    }
+    let text = String::from_utf8_lossy(&o.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or("");
+    let titles: Vec<String> = header.split_whitespace().map(String::from).collect();
+    let pid_col = titles
+        .iter()
+        .position(|t| t == "PID")
+        .ok_or_else(|| ApiError::internal("Couldn't find PID field in ps output"))?;
+    let mut procs = Vec::new();
+    for l in lines {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < titles.len() {
+            continue;
+        }
+        let Some(pid) = f[pid_col].parse::<i32>().ok() else { continue };
+        if !pids.contains(&pid) {
+            continue;
+        }
+        // The last column keeps its spaces (the command line).
+        let mut row: Vec<String> = f[..titles.len() - 1].iter().map(|s| s.to_string()).collect();
+        row.push(f[titles.len() - 1..].join(" "));
+        procs.push(row);
+    }
+    Ok(json!({"Titles": titles, "Processes": procs}))
 }
 
 fn wait(d: &Arc<Daemon>, conn: &mut Conn, req: &Request, key: &str) -> ApiResult<()> {

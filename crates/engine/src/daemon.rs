@@ -89,10 +89,12 @@ pub struct Daemon {
     pending: Mutex<BTreeMap<String, Vec<PendingAttach>>>,
     /// Serialises start/stop/remove of containers.
     ops: Mutex<()>,
-    exe: PathBuf,
+    pub(crate) exe: PathBuf,
+    /// Execs (kept in memory, as Docker does): id → record.
+    pub(crate) execs: Mutex<BTreeMap<String, crate::exec::Exec>>,
 }
 
-fn random_id() -> String {
+pub(crate) fn random_id() -> String {
     let mut b = [0u8; 32];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         let _ = f.read_exact(&mut b);
@@ -137,6 +139,7 @@ impl Daemon {
             pending: Mutex::new(BTreeMap::new()),
             ops: Mutex::new(()),
             exe,
+            execs: Mutex::new(BTreeMap::new()),
         });
         d.load()?;
         Ok(d)
@@ -147,10 +150,10 @@ impl Daemon {
         self.data_root.join("containers").join(id)
     }
     /// Short (`c/<16 hex>`): unix socket paths live here, and must stay under 108 bytes.
-    fn exec_dir(&self, id: &str) -> PathBuf {
+    pub(crate) fn exec_dir(&self, id: &str) -> PathBuf {
         self.exec_root.join("c").join(&id[..16.min(id.len())])
     }
-    fn runtime_root(&self) -> PathBuf {
+    pub(crate) fn runtime_root(&self) -> PathBuf {
         self.exec_root.join("runtime")
     }
     pub fn log_path(&self, id: &str) -> PathBuf {
@@ -168,7 +171,7 @@ impl Daemon {
     }
 
     /// Update a container's record (in memory and on disk) and wake waiters.
-    fn update(&self, id: &str, f: impl FnOnce(&mut Container)) -> ApiResult<Container> {
+    pub(crate) fn update(&self, id: &str, f: impl FnOnce(&mut Container)) -> ApiResult<Container> {
         let mut all = self.lock();
         let c = all.get_mut(id).ok_or_else(|| ApiError::not_found(format!("No such container: {id}")))?;
         f(c);
@@ -471,8 +474,37 @@ impl Daemon {
         if c.config["StdinOnce"].as_bool().unwrap_or(false) {
             cmd.arg("--stdin-once");
         }
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(id).unwrap_or_default();
+        let sock = exec_dir.join("monitor.sock");
+        let pid = self.launch_monitor(cmd, &exec_dir, |_| {
+            for p in pending {
+                if let Err(e) = self.bridge(&sock, p.client, p.early, p.stdin, p.stdout, p.stderr, c.tty()) {
+                    eprintln!("berth daemon: attach to {id}: {e}");
+                }
+            }
+        })?;
+        self.update(id, |c| {
+            c.state.status = "running".into();
+            c.state.pid = pid;
+            c.state.error.clear();
+            c.state.started_at = berth_runtime::state::now_rfc3339();
+            c.state.stopped_by_user = false;
+        })?;
+        self.watch(id);
+        Ok(())
+    }
+
+    /// Spawn a monitor (`cmd`) for `dir`, wait for its socket, let `attach` connect clients,
+    /// then tell it to start and wait for the outcome: the process's pid.
+    pub(crate) fn launch_monitor(
+        &self,
+        mut cmd: std::process::Command,
+        dir: &Path,
+        attach: impl FnOnce(&Path),
+    ) -> ApiResult<i32> {
+        let internal = |what: &str, e: &dyn std::fmt::Display| ApiError::internal(format!("{what}: {e}"));
         cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
-        cmd.stderr(std::fs::File::create(exec_dir.join("monitor.log")).map_err(|e| internal("monitor log", &e))?);
+        cmd.stderr(std::fs::File::create(dir.join("monitor.log")).map_err(|e| internal("monitor log", &e))?);
         use std::os::unix::process::CommandExt;
         // SAFETY: setsid is async-signal-safe; the monitor leads its own session so that signals
         // to the daemon's process group do not reach it.
@@ -483,13 +515,13 @@ impl Daemon {
             });
         }
         let mut child = cmd.spawn().map_err(|e| internal("starting the monitor", &e))?;
-        let sock = exec_dir.join("monitor.sock");
+        let sock = dir.join("monitor.sock");
         let deadline = Instant::now() + Duration::from_secs(10);
         let monitor_error = |child: &mut std::process::Child| {
             let _ = child.kill();
             let _ = child.wait();
-            let msg = std::fs::read_to_string(exec_dir.join("status")).unwrap_or_default();
-            let log = std::fs::read_to_string(exec_dir.join("monitor.log")).unwrap_or_default();
+            let msg = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+            let log = std::fs::read_to_string(dir.join("monitor.log")).unwrap_or_default();
             ApiError::internal(format!("the container's monitor failed: {}{}", msg.trim(), log.trim()))
         };
         while UnixStream::connect(&sock).is_err() {
@@ -502,29 +534,24 @@ impl Daemon {
         std::thread::spawn(move || {
             let _ = child.wait();
         });
-        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(id).unwrap_or_default();
-        for p in pending {
-            if let Err(e) = self.bridge(id, p.client, p.early, p.stdin, p.stdout, p.stderr, c.tty()) {
-                eprintln!("berth daemon: attach to {id}: {e}");
-            }
-        }
+        attach(&sock);
         let mut ctl = UnixStream::connect(&sock).map_err(|e| internal("connecting to the monitor", &e))?;
         ctl.write_all(b"start\n").map_err(|e| internal("starting", &e))?;
         let mut ok = String::new();
         let _ = BufReader::new(&ctl).read_line(&mut ok);
-        let status_file = exec_dir.join("status");
+        let status_file = dir.join("status");
         let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {
             if let Ok(s) = std::fs::read_to_string(&status_file) {
                 break s;
             }
             if Instant::now() > deadline {
-                return Err(ApiError::internal("the container did not start within 60 s"));
+                return Err(ApiError::internal("the process did not start within 60 s"));
             }
             if UnixStream::connect(&sock).is_err() && !status_file.exists() {
                 std::thread::sleep(Duration::from_millis(20));
                 if !status_file.exists() {
-                    return Err(ApiError::internal("the container's monitor exited before the container started"));
+                    return Err(ApiError::internal("the monitor exited before the process started"));
                 }
             }
             std::thread::sleep(Duration::from_millis(1));
@@ -532,23 +559,14 @@ impl Daemon {
         if let Some(msg) = status.strip_prefix("error: ") {
             return Err(ApiError::bad(msg.trim().to_string()));
         }
-        let pid: i32 = status.trim().parse().unwrap_or(0);
-        self.update(id, |c| {
-            c.state.status = "running".into();
-            c.state.pid = pid;
-            c.state.error.clear();
-            c.state.started_at = berth_runtime::state::now_rfc3339();
-            c.state.stopped_by_user = false;
-        })?;
-        self.watch(id);
-        Ok(())
+        Ok(status.trim().parse().unwrap_or(0))
     }
 
-    /// Connect a client (hijacked connection) to the container's monitor.
+    /// Connect a client (hijacked connection) to a monitor's socket.
     #[allow(clippy::too_many_arguments)]
-    fn bridge(
+    pub(crate) fn bridge(
         &self,
-        id: &str,
+        sock: &Path,
         client: UnixStream,
         early: Vec<u8>,
         stdin: bool,
@@ -556,7 +574,7 @@ impl Daemon {
         stderr: bool,
         tty: bool,
     ) -> std::io::Result<()> {
-        let mut m = UnixStream::connect(self.exec_dir(id).join("monitor.sock"))?;
+        let mut m = UnixStream::connect(sock)?;
         m.write_all(format!("attach {} {} {}\n", stdin as u8, stdout as u8, stderr as u8).as_bytes())?;
         let mut ack = [0u8; 8];
         m.read_exact(&mut ack)?;
@@ -595,7 +613,8 @@ impl Daemon {
     #[allow(clippy::too_many_arguments)]
     pub fn attach(&self, c: &Container, client: UnixStream, early: Vec<u8>, stdin: bool, stdout: bool, stderr: bool) {
         if c.running() {
-            if self.bridge(&c.id, client.try_clone().expect("socket"), early, stdin, stdout, stderr, c.tty()).is_err() {
+            let sock = self.exec_dir(&c.id).join("monitor.sock");
+            if self.bridge(&sock, client.try_clone().expect("socket"), early, stdin, stdout, stderr, c.tty()).is_err() {
                 let _ = client.shutdown(std::net::Shutdown::Both);
             }
         } else {
@@ -691,7 +710,17 @@ impl Daemon {
             let _ = self.update(&c.id, |c| c.state.stopped_by_user = true);
         }
         berth_runtime::container::kill(&self.runtime_root(), &c.id, sig, false)
-            .map_err(|e| ApiError::internal(format!("killing {}: {e}", c.id)))
+            .map_err(|e| ApiError::internal(format!("killing {}: {e}", c.id)))?;
+        if c.state.status == "paused" && matches!(sig, libc::SIGKILL | libc::SIGTERM) {
+            // A frozen process cannot act on the signal: thaw it, as Docker does on stop.
+            let _ = berth_runtime::container::resume(&self.runtime_root(), &c.id);
+            let _ = self.update(&c.id, |c| {
+                if c.state.status == "paused" {
+                    c.state.status = "running".into()
+                }
+            });
+        }
+        Ok(())
     }
 
     /// Wait until `f` holds for the container (or it is gone: `None`), at most `timeout`.
@@ -769,6 +798,77 @@ impl Daemon {
         self.lock().remove(&c.id);
         self.changed.notify_all();
         Ok(())
+    }
+
+    /// `pause` (freezer cgroup).
+    pub fn pause(&self, key: &str) -> ApiResult<()> {
+        let c = self.find(key)?;
+        let _guard = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+        match c.state.status.as_str() {
+            "running" => {}
+            "paused" => return Err(ApiError::conflict(format!("Container {} is already paused", c.id))),
+            _ => return Err(ApiError::conflict(format!("Container {} is not running", c.id))),
+        }
+        berth_runtime::container::pause(&self.runtime_root(), &c.id)
+            .map_err(|e| ApiError::internal(format!("pausing {}: {e}", c.id)))?;
+        self.update(&c.id, |c| c.state.status = "paused".into())?;
+        Ok(())
+    }
+
+    /// `unpause`.
+    pub fn unpause(&self, key: &str) -> ApiResult<()> {
+        let c = self.find(key)?;
+        let _guard = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+        if c.state.status != "paused" {
+            return Err(ApiError::conflict(format!("Container {} is not paused", c.id)));
+        }
+        berth_runtime::container::resume(&self.runtime_root(), &c.id)
+            .map_err(|e| ApiError::internal(format!("unpausing {}: {e}", c.id)))?;
+        self.update(&c.id, |c| {
+            if c.state.status == "paused" {
+                c.state.status = "running".into()
+            }
+        })?;
+        Ok(())
+    }
+
+    /// `rename`.
+    pub fn rename(&self, key: &str, new: &str) -> ApiResult<()> {
+        let new = new.trim_start_matches('/');
+        if !valid_name(new) {
+            return Err(ApiError::bad(format!(
+                "Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        let c = self.find(key)?;
+        let _guard = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+        if c.name == new {
+            return Err(ApiError::bad("Renaming a container with the same name as its current name"));
+        }
+        if let Some(other) = self.lock().values().find(|x| x.name == new) {
+            return Err(ApiError::conflict(format!(
+                "Conflict. The container name \"/{new}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                other.id
+            )));
+        }
+        self.update(&c.id, |c| c.name = new.to_string())?;
+        Ok(())
+    }
+
+    /// Host pids of every process in the container (its pid namespace).
+    pub fn pids(&self, c: &Container) -> Vec<i32> {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(ns) = std::fs::metadata(format!("/proc/{}/ns/pid", c.state.pid)) else { return Vec::new() };
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+            if std::fs::metadata(format!("/proc/{pid}/ns/pid"))
+                .is_ok_and(|m| m.ino() == ns.ino() && m.dev() == ns.dev())
+            {
+                out.push(pid);
+            }
+        }
+        out
     }
 
     pub fn resize(&self, c: &Container, h: u16, w: u16) {

@@ -6,12 +6,14 @@
 //! - [`api`]: routes → handlers; version negotiation; Docker's JSON shapes.
 //! - [`daemon`]: containers (records on disk, start/stop/wait/remove, re-adoption after a
 //!   daemon restart) and the image store.
+//! - [`exec`]: processes started in running containers (`docker exec`), each under a monitor.
 //! - [`spec`]: Docker's container config → OCI runtime spec.
 //! - [`monitor`]: the process that runs one container and outlives the daemon.
 //! - [`logs`]: json-file logs (write, rotate, read, follow).
 
 pub mod api;
 pub mod daemon;
+pub mod exec;
 pub mod http;
 pub mod logs;
 pub mod monitor;

@@ -34,8 +34,12 @@ pub struct MonitorOpts {
     pub runtime_root: PathBuf,
     /// The container's exec directory: monitor.sock, console.sock, status, exit.json.
     pub dir: PathBuf,
-    pub log: PathBuf,
+    /// The json-file log; none for an exec (Docker does not log exec output).
+    pub log: Option<PathBuf>,
     pub log_opts: LogOpts,
+    /// Run this process (OCI `process` JSON) in the running container `id` instead of the
+    /// container itself: the monitor of one `exec`.
+    pub exec_process: Option<PathBuf>,
     pub tty: bool,
     pub open_stdin: bool,
     pub stdin_once: bool,
@@ -112,9 +116,22 @@ fn run(o: &MonitorOpts) -> Result<(), String> {
     let sock_path = o.dir.join("monitor.sock");
     let _ = std::fs::remove_file(&sock_path);
     let listener = UnixListener::bind(&sock_path).map_err(|e| format!("listening on {}: {e}", sock_path.display()))?;
-    let log = Arc::new(Mutex::new(
-        LogWriter::open(&o.log, o.log_opts.clone()).map_err(|e| format!("opening log {}: {e}", o.log.display()))?,
-    ));
+    let log = match &o.log {
+        Some(p) => Some(Arc::new(Mutex::new(
+            LogWriter::open(p, o.log_opts.clone()).map_err(|e| format!("opening log {}: {e}", p.display()))?,
+        ))),
+        None => None,
+    };
+    let process = match &o.exec_process {
+        Some(p) => {
+            let data = std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+            Some(
+                serde_json::from_slice::<oci_spec::runtime::Process>(&data)
+                    .map_err(|e| format!("the exec's process: {e}"))?,
+            )
+        }
+        None => None,
+    };
     let state: State = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
     let null = File::options().read(true).write(true).open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
     let mut pumps = Vec::new();
@@ -187,18 +204,29 @@ fn run(o: &MonitorOpts) -> Result<(), String> {
             write_status(&dir, s.trim());
         }
     });
-    let opts = berth_runtime::container::CreateOpts {
-        root: o.runtime_root.clone(),
-        id: o.id.clone(),
-        bundle: o.bundle.clone(),
-        console_socket,
-        notify_started: Some(status_w.as_raw_fd()),
-        ..Default::default()
-    };
-    // `run` closes the status fd once the process has started.
+    // `run`/`exec` close the status fd once the process has started.
     let status_w_raw = status_w.as_raw_fd();
     std::mem::forget(status_w);
-    let result = berth_runtime::container::run(&opts);
+    let result = match process {
+        Some(process) => berth_runtime::container::exec(&berth_runtime::container::ExecOpts {
+            root: o.runtime_root.clone(),
+            id: o.id.clone(),
+            process,
+            console_socket,
+            pid_file: None,
+            detach: false,
+            preserve_fds: 0,
+            notify_started: Some(status_w_raw),
+        }),
+        None => berth_runtime::container::run(&berth_runtime::container::CreateOpts {
+            root: o.runtime_root.clone(),
+            id: o.id.clone(),
+            bundle: o.bundle.clone(),
+            console_socket,
+            notify_started: Some(status_w_raw),
+            ..Default::default()
+        }),
+    };
     if result.is_err() {
         // SAFETY: the start never happened, so `run` did not close the fd; we own it.
         unsafe { libc::close(status_w_raw) };
@@ -212,6 +240,18 @@ fn run(o: &MonitorOpts) -> Result<(), String> {
         Ok(code) => code,
         Err(e) => {
             write_status(&o.dir, &format!("error: {e}"));
+            if o.exec_process.is_some() {
+                // An exec's client hears why, in its stream (as from dockerd), then the end.
+                let msg = format!("OCI runtime exec failed: {e}\r\n");
+                let mut sh = lock(&state);
+                for c in sh.clients.drain(..) {
+                    let mut f = vec![1u8, 0, 0, 0];
+                    f.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+                    f.extend_from_slice(msg.as_bytes());
+                    let _ = (&c.stream).write_all(&f);
+                    let _ = c.stream.shutdown(std::net::Shutdown::Both);
+                }
+            }
             lock(&state).stdin = None;
             drop(pumps);
             return Ok(());
@@ -221,7 +261,9 @@ fn run(o: &MonitorOpts) -> Result<(), String> {
     for p in pumps {
         let _ = p.join();
     }
-    log.lock().unwrap_or_else(|e| e.into_inner()).flush();
+    if let Some(log) = &log {
+        log.lock().unwrap_or_else(|e| e.into_inner()).flush();
+    }
     let tmp = o.dir.join("exit.json.tmp");
     let body = json!({"exit_code": code, "finished_at": berth_runtime::state::now_rfc3339()}).to_string();
     std::fs::write(&tmp, &body).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
@@ -243,7 +285,7 @@ fn run(o: &MonitorOpts) -> Result<(), String> {
 }
 
 /// Copy one output stream to the log and to every attached client.
-fn pump(mut from: File, stream: u8, state: &State, log: &Mutex<LogWriter>) {
+fn pump(mut from: File, stream: u8, state: &State, log: &Option<Arc<Mutex<LogWriter>>>) {
     let mut buf = vec![0u8; 32 << 10];
     loop {
         let n = match from.read(&mut buf) {
@@ -253,7 +295,9 @@ fn pump(mut from: File, stream: u8, state: &State, log: &Mutex<LogWriter>) {
             Err(_) => break, // EIO from a pty master once the slave side is gone
         };
         let data = &buf[..n];
-        log.lock().unwrap_or_else(|e| e.into_inner()).write(stream, data);
+        if let Some(log) = log {
+            log.lock().unwrap_or_else(|e| e.into_inner()).write(stream, data);
+        }
         let mut frame = Vec::with_capacity(n + 8);
         frame.extend_from_slice(&[stream, 0, 0, 0]);
         frame.extend_from_slice(&(n as u32).to_be_bytes());
@@ -264,7 +308,9 @@ fn pump(mut from: File, stream: u8, state: &State, log: &Mutex<LogWriter>) {
             !wanted || (&c.stream).write_all(&frame).is_ok()
         });
     }
-    log.lock().unwrap_or_else(|e| e.into_inner()).end_stream(stream);
+    if let Some(log) = log {
+        log.lock().unwrap_or_else(|e| e.into_inner()).end_stream(stream);
+    }
 }
 
 fn serve(conn: UnixStream, state: &State, stdin_once: bool, tty: bool) {

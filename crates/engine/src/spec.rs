@@ -78,7 +78,7 @@ pub fn check_supported(cfg: &Value, host: &Value) -> Result<(), ApiError> {
 
 /// The process's user: "uid[:gid]" or "name[:group]" looked up in the image's /etc/passwd
 /// and /etc/group; additional groups from /etc/group.
-fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32, Vec<u32>), ApiError> {
+pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32, Vec<u32>), ApiError> {
     let read = |f: &str| std::fs::read_to_string(rootfs.join(f)).unwrap_or_default();
     let (u, g) = user.split_once(':').map(|(u, g)| (u, Some(g))).unwrap_or((user, None));
     let passwd = read("etc/passwd");
@@ -177,6 +177,11 @@ pub fn build(i: &SpecInput<'_>) -> Result<Value, ApiError> {
     spec["root"] = json!({"path": i.rootfs, "readonly": host["ReadonlyRootfs"].as_bool().unwrap_or(false)});
     let p = &mut spec["process"];
     p["terminal"] = json!(tty);
+    if let Some([h, w]) = host["ConsoleSize"].as_array().map(|a| a.as_slice()) {
+        if let (Some(h), Some(w)) = (h.as_u64().filter(|h| *h > 0), w.as_u64().filter(|w| *w > 0)) {
+            p["consoleSize"] = json!({"height": h, "width": w});
+        }
+    }
     p["env"] = json!(environment(cfg, i.image_cfg, &hostname, tty));
     let wd = cfg["WorkingDir"].as_str().filter(|w| !w.is_empty());
     let wd = wd.or(i.image_cfg["config"]["WorkingDir"].as_str().filter(|w| !w.is_empty())).unwrap_or("/");

@@ -807,6 +807,8 @@ pub struct ExecOpts {
     pub pid_file: Option<PathBuf>,
     pub detach: bool,
     pub preserve_fds: u32,
+    /// As in [`CreateOpts::notify_started`]: the process's pid is written here, then it is closed.
+    pub notify_started: Option<RawFd>,
 }
 
 /// `exec`: start another process in a running container's namespaces and cgroups.
@@ -918,6 +920,14 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         }
         if let Some(p) = &o.pid_file {
             write_pid_file(p, pid)?;
+        }
+        if let Some(fd) = o.notify_started {
+            let line = format!("{pid}\n");
+            // SAFETY: the caller handed us this fd to write the pid to and close.
+            unsafe {
+                libc::write(fd, line.as_ptr() as *const libc::c_void, line.len());
+                libc::close(fd);
+            }
         }
         if o.detach {
             return Ok(0);
