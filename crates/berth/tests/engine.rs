@@ -25,7 +25,8 @@ fn busybox_tar(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(root.join("bin")).unwrap();
     std::fs::create_dir_all(root.join("etc")).unwrap();
     std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static (scripts/deps.sh test)");
-    for a in ["sh", "echo", "cat", "sleep", "ls", "id", "hostname", "true", "false", "env", "wc"] {
+    for a in ["sh", "echo", "cat", "sleep", "ls", "id", "hostname", "true", "false", "env", "wc", "grep", "stty", "pwd"]
+    {
         let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(a));
     }
     std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n")
@@ -369,4 +370,82 @@ fn exec_top_pause_unpause_rename() {
     // exec into a stopped container: 409.
     let o = e.docker(&["exec", "x2", "true"]);
     assert!(err(&o).contains("is not running"), "{}", err(&o));
+}
+
+#[test]
+fn volumes_named_anonymous_tmpfs_and_their_api() {
+    let e = Engine::new("vol");
+    let data = e.dir.join("data/volumes");
+    // A named volume outlives the container that wrote to it; :ro is enforced.
+    assert_eq!(e.ok(&["volume", "create", "--label", "k=v", "keep"]), "keep\n");
+    e.ok(&["run", "--rm", "-v", "keep:/data", "bb:1", "sh", "-c", "echo persisted > /data/f"]);
+    assert_eq!(std::fs::read_to_string(data.join("keep/_data/f")).unwrap(), "persisted\n");
+    assert_eq!(e.ok(&["run", "--rm", "-v", "keep:/data:ro", "bb:1", "cat", "/data/f"]), "persisted\n");
+    let o = e.docker(&["run", "--rm", "-v", "keep:/data:ro", "bb:1", "sh", "-c", "echo x > /data/g"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(!data.join("keep/_data/g").exists());
+    // `--mount type=volume` creates a missing volume and copies the image's content into it.
+    assert_eq!(
+        e.ok(&["run", "--rm", "--mount", "type=volume,source=etcvol,target=/etc", "bb:1", "ls", "/etc"]),
+        "group\npasswd\n"
+    );
+    assert!(data.join("etcvol/_data/passwd").exists());
+    // ls, filters, inspect.
+    let ls = e.ok(&["volume", "ls", "--format", "{{.Name}}"]);
+    assert_eq!(ls, "etcvol\nkeep\n");
+    assert_eq!(e.ok(&["volume", "ls", "-q", "--filter", "label=k=v"]), "keep\n");
+    assert_eq!(e.ok(&["volume", "inspect", "-f", "{{.Driver}} {{.Labels.k}}", "keep"]), "local v\n");
+    // In use: refused; anonymous volumes (-v /path) go with `rm -v`, named ones stay.
+    e.ok(&["run", "-d", "--name", "user", "-v", "keep:/k", "-v", "/anon", "bb:1", "sleep", "100"]);
+    let o = e.docker(&["volume", "rm", "keep"]);
+    assert!(err(&o).contains("volume is in use"), "{}", err(&o));
+    let anon =
+        e.ok(&["inspect", "-f", "{{range .Mounts}}{{if eq .Destination \"/anon\"}}{{.Name}}{{end}}{{end}}", "user"]);
+    let anon = anon.trim();
+    assert_eq!(anon.len(), 64, "{anon}");
+    assert!(data.join(anon).exists());
+    e.ok(&["rm", "-fv", "user"]);
+    assert!(!data.join(anon).exists(), "the anonymous volume outlived rm -v");
+    assert!(data.join("keep/_data/f").exists());
+    // tmpfs, both spellings, with their sizes in effect.
+    let m = e.ok(&[
+        "run",
+        "--rm",
+        "--tmpfs",
+        "/scratch:size=1m",
+        "--mount",
+        "type=tmpfs,target=/t,tmpfs-size=2m",
+        "bb:1",
+        "grep",
+        "tmpfs /",
+        "/proc/mounts",
+    ]);
+    assert!(m.contains("/scratch tmpfs rw,nosuid,nodev,noexec,relatime,size=1024k"), "{m}");
+    assert!(m.contains("/t tmpfs rw,nosuid,nodev,noexec,relatime,size=2048k"), "{m}");
+    // Bad mounts: Docker's messages, nothing created.
+    for (args, msg) in [
+        (vec!["--mount", "type=bind,source=/nonexistent-berth,target=/x"], "bind source path does not exist"),
+        (vec!["-v", "bad name:/x"], "invalid characters for a local volume name"),
+        (vec!["-v", "/tmp:/"], "destination can't be '/'"),
+        (vec!["-v", "keep:/x", "-v", "etcvol:/x"], "Duplicate mount point"),
+        (vec!["--mount", "type=image,source=x,target=/x"], "not supported"),
+    ] {
+        let mut a = vec!["create"];
+        a.extend(args);
+        a.extend(["bb:1", "true"]);
+        let o = e.docker(&a);
+        assert!(err(&o).contains(msg), "{a:?}: {}", err(&o));
+    }
+    assert_eq!(e.ok(&["ps", "-aq"]), "");
+    assert_eq!(e.ok(&["volume", "ls", "-q"]), "etcvol\nkeep\n");
+    // prune: anonymous only by default; `--all` takes unused named ones; data of used ones stays.
+    e.ok(&["create", "--name", "holder", "-v", "keep:/k", "bb:1", "true"]);
+    e.ok(&["volume", "prune", "-f"]);
+    assert_eq!(e.ok(&["volume", "ls", "-q"]), "etcvol\nkeep\n");
+    e.ok(&["volume", "prune", "-af"]);
+    assert_eq!(e.ok(&["volume", "ls", "-q"]), "keep\n");
+    e.ok(&["rm", "holder"]);
+    e.ok(&["volume", "rm", "keep"]);
+    assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0);
+    assert!(e.mounts_left().is_empty(), "{:?}", e.mounts_left());
 }

@@ -149,8 +149,7 @@ fn route(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
             conn.empty(204).map_err(io)?
         }
         ("DELETE", ["containers", id]) => {
-            // `v`: anonymous volumes do not exist yet, so there is nothing to remove with them.
-            d.remove(id, req.flag("force"))?;
+            d.remove_with(id, req.flag("force"), req.flag("v"))?;
             conn.empty(204).map_err(io)?
         }
         ("POST", ["containers", id, "wait"]) => wait(d, conn, req, id)?,
@@ -171,6 +170,43 @@ fn route(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
             conn.empty(200).map_err(io)?
         }
         ("GET", ["containers", id, "logs"]) => container_logs(d, conn, req, id)?,
+        ("POST", ["volumes", "create"]) => {
+            let b = conn.json_body(req)?;
+            let v = d.volumes.create(
+                b["Name"].as_str().unwrap_or(""),
+                b["Driver"].as_str().unwrap_or(""),
+                &b["Labels"],
+                &b["DriverOpts"],
+                false,
+            )?;
+            conn.json(201, &v.json()).map_err(io)?
+        }
+        ("GET", ["volumes"]) => {
+            let v = list_volumes(d, req)?;
+            conn.json(200, &v).map_err(io)?
+        }
+        ("POST", ["volumes", "prune"]) => {
+            let v = prune_volumes(d, req)?;
+            conn.json(200, &v).map_err(io)?
+        }
+        ("GET", ["volumes", name]) => {
+            let v = d.volumes.get(name)?;
+            conn.json(200, &v.json()).map_err(io)?
+        }
+        ("DELETE", ["volumes", name]) => {
+            d.volumes.get(name)?;
+            let users: Vec<String> = d
+                .list()
+                .into_iter()
+                .filter(|c| c.mounts.iter().any(|m| m.kind == "volume" && m.name == *name))
+                .map(|c| c.id)
+                .collect();
+            if !users.is_empty() {
+                return Err(ApiError::conflict(format!("remove {name}: volume is in use - [{}]", users.join(", "))));
+            }
+            d.volumes.remove(name)?;
+            conn.empty(204).map_err(io)?
+        }
         ("POST", ["containers", id, "pause"]) => {
             d.pause(id)?;
             conn.empty(204).map_err(io)?
@@ -452,17 +488,7 @@ fn list_containers(d: &Daemon, req: &Request) -> ApiResult<Value> {
 }
 
 fn mounts_json(c: &Container) -> Value {
-    let binds = crate::spec::strings(&c.host_config["Binds"]);
-    Value::Array(
-        binds
-            .iter()
-            .map(|b| {
-                let p: Vec<&str> = b.split(':').collect();
-                let ro = p.get(2).is_some_and(|o| o.split(',').any(|x| x == "ro"));
-                json!({"Type": "bind", "Source": p[0], "Destination": p.get(1).copied().unwrap_or(""), "Mode": p.get(2).copied().unwrap_or(""), "RW": !ro, "Propagation": "rprivate"})
-            })
-            .collect(),
-    )
+    Value::Array(c.mounts.iter().map(|m| m.docker_json()).collect())
 }
 
 fn inspect(d: &Daemon, c: &Container) -> Value {
@@ -505,6 +531,68 @@ fn inspect(d: &Daemon, c: &Container) -> Value {
         "Config": c.config,
         "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}, "IPAddress": "", "Gateway": "", "MacAddress": ""},
     })
+}
+
+fn volume_filter_matches(
+    d: &Daemon,
+    v: &crate::volumes::Volume,
+    filters: &[(String, Vec<String>)],
+    used: &std::collections::BTreeSet<String>,
+) -> ApiResult<bool> {
+    let _ = d;
+    for (k, vals) in filters {
+        let ok = match k.as_str() {
+            "name" => vals.iter().any(|x| v.name.contains(x.as_str())),
+            "driver" => vals.iter().any(|x| x == "local"),
+            "label" => vals.iter().all(|x| label_matches(&Value::Object(v.meta.labels.clone()), x)),
+            "dangling" => vals.iter().any(|x| {
+                let want = matches!(x.as_str(), "true" | "1");
+                want != used.contains(&v.name)
+            }),
+            "all" => true,
+            other => return Err(ApiError::bad(format!("invalid filter '{other}'"))),
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn list_volumes(d: &Daemon, req: &Request) -> ApiResult<Value> {
+    let filters = parse_filters(req.q("filters"))?;
+    let used = d.volumes_in_use();
+    let mut out = Vec::new();
+    for v in d.volumes.list() {
+        if volume_filter_matches(d, &v, &filters, &used)? {
+            out.push(v.json());
+        }
+    }
+    Ok(json!({"Volumes": out, "Warnings": []}))
+}
+
+/// `POST /volumes/prune`: unused volumes; only anonymous ones unless `all=true` (API >= 1.42).
+fn prune_volumes(d: &Daemon, req: &Request) -> ApiResult<Value> {
+    let filters = parse_filters(req.q("filters"))?;
+    let all = filters.iter().any(|(k, v)| k == "all" && v.iter().any(|x| matches!(x.as_str(), "true" | "1")))
+        || version_lt(&req.version.clone().unwrap_or_else(|| crate::API_VERSION.into()), "1.42");
+    let used = d.volumes_in_use();
+    let mut deleted = Vec::new();
+    let mut space = 0u64;
+    for v in d.volumes.list() {
+        if used.contains(&v.name) || (!all && !v.meta.anonymous) {
+            continue;
+        }
+        if !volume_filter_matches(d, &v, &filters, &used)? {
+            continue;
+        }
+        let size = crate::volumes::du(&v.mountpoint);
+        if d.volumes.remove(&v.name).is_ok() {
+            space += size;
+            deleted.push(v.name);
+        }
+    }
+    Ok(json!({"VolumesDeleted": deleted, "SpaceReclaimed": space}))
 }
 
 /// `top`: the host's `ps` (with `ps_args`, default `-ef`), rows of the container's processes.

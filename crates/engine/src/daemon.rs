@@ -60,6 +60,9 @@ pub struct Container {
     pub state: ContainerState,
     #[serde(default)]
     pub restart_count: u64,
+    /// Binds, volumes (resolved to their directories) and tmpfs mounts.
+    #[serde(default)]
+    pub mounts: Vec<spec::MountPoint>,
 }
 
 impl Container {
@@ -84,6 +87,7 @@ pub struct Daemon {
     pub data_root: PathBuf,
     pub exec_root: PathBuf,
     pub images: ImageStore,
+    pub volumes: crate::volumes::Volumes,
     containers: Mutex<BTreeMap<String, Container>>,
     changed: Condvar,
     pending: Mutex<BTreeMap<String, Vec<PendingAttach>>>,
@@ -134,6 +138,7 @@ impl Daemon {
             data_root: data_root.to_path_buf(),
             exec_root: exec_root.to_path_buf(),
             images,
+            volumes: crate::volumes::Volumes::open(&data_root.join("volumes"))?,
             containers: Mutex::new(BTreeMap::new()),
             changed: Condvar::new(),
             pending: Mutex::new(BTreeMap::new()),
@@ -270,10 +275,8 @@ impl Daemon {
                 return Err(ApiError::conflict("Conflicting options: --restart and --rm"));
             }
         }
-        for b in spec::strings(&host["Binds"]) {
-            // Validated now so that a bad bind fails create, not start.
-            spec::parse_bind(&b)?;
-        }
+        // Validated now so that a bad mount fails create, not start.
+        let mut mounts = spec::requested_mounts(&cfg, &host, &image_cfg)?;
         let id = random_id();
         let _guard = self.ops.lock().unwrap_or_else(|e| e.into_inner());
         let name = match name.filter(|n| !n.is_empty()) {
@@ -341,6 +344,25 @@ impl Daemon {
         if host["NetworkMode"].as_str().unwrap_or("").is_empty() {
             host["NetworkMode"] = json!("default");
         }
+        // Volumes: named ones made if missing (as Docker does), anonymous ones made now.
+        let mut made: Vec<String> = Vec::new();
+        for m in mounts.iter_mut().filter(|m| m.kind == "volume") {
+            let existed = !m.name.is_empty() && self.volumes.get(&m.name).is_ok();
+            let v = match self.volumes.create(&m.name, "local", &json!({}), &json!({}), m.anonymous) {
+                Ok(v) => v,
+                Err(e) => {
+                    for n in &made {
+                        let _ = self.volumes.remove(n);
+                    }
+                    return Err(e);
+                }
+            };
+            if !existed {
+                made.push(v.name.clone());
+            }
+            m.name = v.name.clone();
+            m.source = v.mountpoint.to_string_lossy().into_owned();
+        }
         let c = Container {
             id: id.clone(),
             name,
@@ -353,12 +375,16 @@ impl Daemon {
             args: args[1..].to_vec(),
             state: ContainerState { status: "created".into(), ..Default::default() },
             restart_count: 0,
+            mounts,
         };
         std::fs::create_dir_all(self.dir(&id)).map_err(|e| ApiError::internal(format!("creating container: {e}")))?;
         self.images.hold(&id, &rec.id).map_err(|e| ApiError::internal(e.to_string()))?;
         if let Err(e) = self.save(&c) {
             let _ = self.images.release(&id);
             let _ = std::fs::remove_dir_all(self.dir(&id));
+            for n in &made {
+                let _ = self.volumes.remove(n);
+            }
             return Err(e);
         }
         self.lock().insert(id, c.clone());
@@ -397,7 +423,7 @@ impl Daemon {
                     }
                 });
                 if c.host_config["AutoRemove"].as_bool().unwrap_or(false) {
-                    let _ = self.remove(&c.id, true);
+                    let _ = self.remove_with(&c.id, true, true);
                 }
                 Err(e)
             }
@@ -435,6 +461,16 @@ impl Daemon {
         for (f, data) in [("hostname", hn), ("hosts", hosts), ("resolv.conf", resolv)] {
             std::fs::write(etc.join(f), data).map_err(|e| internal("writing /etc files", &e))?;
         }
+        // A new, empty volume gets the image's content at its mount point (Docker's copy-up).
+        for m in c.mounts.iter().filter(|m| m.kind == "volume" && !m.no_copy) {
+            let data = Path::new(&m.source);
+            let empty = std::fs::read_dir(data).map(|mut r| r.next().is_none()).unwrap_or(false);
+            let from = rootfs.join(m.destination.trim_start_matches('/'));
+            if empty && from.is_dir() && !from.is_symlink() {
+                crate::volumes::copy_up(&from, data)
+                    .map_err(|e| internal("copying the image's content into the volume", &e))?;
+            }
+        }
         let mut cfg = c.config.clone();
         // The record shows the merged command; the spec wants the request's split.
         cfg["Entrypoint"] = json!([c.path]);
@@ -446,6 +482,7 @@ impl Daemon {
             image_cfg: &image_cfg,
             rootfs: &rootfs,
             files_dir: &etc,
+            mounts: &c.mounts,
         })?;
         std::fs::write(exec_dir.join("config.json"), serde_json::to_vec_pretty(&s).unwrap_or_default())
             .map_err(|e| internal("writing the bundle", &e))?;
@@ -669,7 +706,7 @@ impl Daemon {
             return;
         };
         if c.host_config["AutoRemove"].as_bool().unwrap_or(false) {
-            let _ = self.remove(id, true);
+            let _ = self.remove_with(id, true, true);
             return;
         }
         let policy = c.host_config["RestartPolicy"]["Name"].as_str().unwrap_or("");
@@ -775,6 +812,19 @@ impl Daemon {
     }
 
     pub fn remove(&self, key: &str, force: bool) -> ApiResult<()> {
+        self.remove_with(key, force, false)
+    }
+
+    /// Names of volumes some container (in any state) mounts.
+    pub fn volumes_in_use(&self) -> std::collections::BTreeSet<String> {
+        self.lock()
+            .values()
+            .flat_map(|c| c.mounts.iter().filter(|m| m.kind == "volume").map(|m| m.name.clone()))
+            .collect()
+    }
+
+    /// `rm`; with `volumes`, the container's anonymous volumes go too (unless another uses them).
+    pub fn remove_with(&self, key: &str, force: bool, volumes: bool) -> ApiResult<()> {
         let c = self.find(key)?;
         if c.running() {
             if !force {
@@ -797,6 +847,12 @@ impl Daemon {
         }
         self.lock().remove(&c.id);
         self.changed.notify_all();
+        if volumes {
+            let used = self.volumes_in_use();
+            for m in c.mounts.iter().filter(|m| m.kind == "volume" && m.anonymous && !used.contains(&m.name)) {
+                let _ = self.volumes.remove(&m.name);
+            }
+        }
         Ok(())
     }
 

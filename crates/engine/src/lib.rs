@@ -8,6 +8,7 @@
 //!   daemon restart) and the image store.
 //! - [`exec`]: processes started in running containers (`docker exec`), each under a monitor.
 //! - [`spec`]: Docker's container config → OCI runtime spec.
+//! - [`volumes`]: named and anonymous volumes of the local driver.
 //! - [`monitor`]: the process that runs one container and outlives the daemon.
 //! - [`logs`]: json-file logs (write, rotate, read, follow).
 
@@ -18,6 +19,7 @@ pub mod http;
 pub mod logs;
 pub mod monitor;
 pub mod spec;
+pub mod volumes;
 
 /// The newest Engine API version served (docker CLI 28 speaks up to 1.50).
 pub const API_VERSION: &str = "1.50";

@@ -39,8 +39,6 @@ pub fn check_supported(cfg: &Value, host: &Value) -> Result<(), ApiError> {
         ("ExtraHosts", "--add-host is not supported yet"),
         ("Sysctls", "--sysctl is not supported yet"),
         ("SecurityOpt", "--security-opt is not supported yet"),
-        ("Mounts", "--mount is not supported yet: use -v"),
-        ("Tmpfs", "--tmpfs is not supported yet"),
         ("Ulimits", "--ulimit is not supported yet"),
         ("Privileged", "--privileged is not supported yet"),
         ("Init", "--init is not supported yet"),
@@ -162,6 +160,8 @@ pub struct SpecInput<'a> {
     pub rootfs: &'a Path,
     /// Where /etc/hostname, /etc/hosts and /etc/resolv.conf for the container are.
     pub files_dir: &'a Path,
+    /// Resolved mount points (volumes' sources are their `_data` directories).
+    pub mounts: &'a [MountPoint],
 }
 
 pub fn build(i: &SpecInput<'_>) -> Result<Value, ApiError> {
@@ -281,57 +281,344 @@ pub fn build(i: &SpecInput<'_>) -> Result<Value, ApiError> {
     for f in ["hostname", "hosts", "resolv.conf"] {
         mounts.push(json!({"destination": format!("/etc/{f}"), "type": "bind", "source": i.files_dir.join(f), "options": ["rbind", "rprivate"]}));
     }
-    for b in strings(&host["Binds"]) {
-        mounts.push(bind_mount(&b)?);
+    for m in i.mounts {
+        mounts.push(oci_mount(m)?);
     }
     Ok(spec)
 }
 
-/// `-v SRC:DST[:OPTS]` with an absolute host path (named volumes are not supported yet), as
-/// an OCI mount; nothing is created.
-pub fn parse_bind(b: &str) -> Result<Value, ApiError> {
+/// A mount point of a container, as recorded (and shown by inspect, in Docker's shape).
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct MountPoint {
+    /// bind, volume or tmpfs
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// The volume's name (volumes only).
+    #[serde(default)]
+    pub name: String,
+    /// The host path (a volume's `_data`; empty for tmpfs).
+    pub source: String,
+    pub destination: String,
+    #[serde(default)]
+    pub driver: String,
+    #[serde(default)]
+    pub mode: String,
+    #[serde(rename = "RW")]
+    pub rw: bool,
+    #[serde(default)]
+    pub propagation: String,
+    /// tmpfs mount options (size=, mode=, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs_options: Vec<String>,
+    /// Do not copy the image's content into a new volume.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_copy: bool,
+    /// An anonymous volume (removed with the container by `rm -v`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
+    /// A `-v` bind: a missing source directory is created at start.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub create_source: bool,
+}
+
+impl MountPoint {
+    pub fn docker_json(&self) -> Value {
+        let mut v = json!({
+            "Type": self.kind, "Source": self.source, "Destination": self.destination,
+            "Mode": self.mode, "RW": self.rw, "Propagation": self.propagation,
+        });
+        if self.kind == "volume" {
+            v["Name"] = json!(self.name);
+            v["Driver"] = json!(self.driver);
+        }
+        v
+    }
+}
+
+fn check_destination(dst: &str, what: &str) -> Result<(), ApiError> {
+    if !dst.starts_with('/') {
+        return Err(ApiError::bad(format!(
+            "invalid mount config: {what}: the destination {dst:?} must be an absolute path"
+        )));
+    }
+    if dst.split('/').any(|c| c == "..") {
+        return Err(ApiError::bad(format!("invalid mount config: {what}: the destination may not contain '..'")));
+    }
+    if dst.trim_end_matches('/').is_empty() {
+        return Err(ApiError::bad(format!("invalid mount config: {what}: the destination can't be '/'")));
+    }
+    Ok(())
+}
+
+/// `-v SRC:DST[:OPTS]` (SRC an absolute host path or a volume name) as a mount point; nothing
+/// is created. A volume's source is its name until the daemon resolves it.
+pub fn parse_bind(b: &str) -> Result<MountPoint, ApiError> {
     let parts: Vec<&str> = b.split(':').collect();
     let (src, dst, opts) = match parts.as_slice() {
         [s, d] => (*s, *d, ""),
         [s, d, o] => (*s, *d, *o),
         _ => return Err(ApiError::bad(format!("invalid volume specification: '{b}'"))),
     };
-    if !src.starts_with('/') {
-        return Err(ApiError::bad(format!("invalid volume specification: '{b}': named volumes are not supported yet")));
+    let volume = !src.starts_with('/');
+    if volume && !crate::volumes::valid_name(src) {
+        return Err(ApiError::bad(format!(
+            "invalid volume specification: '{b}': \"{src}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
+        )));
     }
     if !dst.starts_with('/') {
         return Err(ApiError::bad(format!("invalid volume specification: '{b}': the destination must be absolute")));
+    }
+    if dst.trim_end_matches('/').is_empty() {
+        return Err(ApiError::bad(format!("invalid volume specification: '{b}': destination can't be '/'")));
     }
     if dst.split('/').any(|c| c == "..") {
         return Err(ApiError::bad(format!(
             "invalid volume specification: '{b}': the destination may not contain '..'"
         )));
     }
-    let mut o = vec!["rbind".to_string()];
-    let mut prop = "rprivate".to_string();
+    let mut m = MountPoint {
+        kind: if volume { "volume" } else { "bind" }.into(),
+        name: if volume { src.to_string() } else { String::new() },
+        source: if volume { String::new() } else { src.to_string() },
+        destination: dst.to_string(),
+        driver: if volume { "local".into() } else { String::new() },
+        mode: opts.to_string(),
+        rw: true,
+        propagation: if volume { String::new() } else { "rprivate".into() },
+        tmpfs_options: Vec::new(),
+        no_copy: false,
+        anonymous: false,
+        create_source: !volume,
+    };
     for opt in opts.split(',').filter(|s| !s.is_empty()) {
         match opt {
-            "ro" => o.push("ro".into()),
+            "ro" => m.rw = false,
             "rw" => {}
             "z" | "Z" => {}
-            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" => prop = opt.to_string(),
+            "nocopy" if volume => m.no_copy = true,
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" if !volume => {
+                m.propagation = opt.to_string()
+            }
             other => {
                 return Err(ApiError::bad(format!("invalid volume specification: '{b}': unknown option {other:?}")))
             }
         }
     }
-    o.push(prop);
-    Ok(json!({"destination": dst, "type": "bind", "source": src, "options": o}))
+    Ok(m)
 }
 
-/// [`parse_bind`], creating a missing source directory as Docker does for `-v`.
-pub fn bind_mount(b: &str) -> Result<Value, ApiError> {
-    let m = parse_bind(b)?;
-    let src = m["source"].as_str().unwrap_or("");
-    if !Path::new(src).exists() {
-        std::fs::create_dir_all(src).map_err(|e| ApiError::bad(format!("creating bind source {src}: {e}")))?;
+/// Every mount a create request asks for: `Binds`, `Mounts`, `Tmpfs`, then anonymous volumes
+/// for the request's and the image's `Volumes` not otherwise covered. Validated, nothing made.
+pub fn requested_mounts(cfg: &Value, host: &Value, image_cfg: &Value) -> Result<Vec<MountPoint>, ApiError> {
+    let mut out: Vec<MountPoint> = Vec::new();
+    let push = |m: MountPoint, out: &mut Vec<MountPoint>| -> Result<(), ApiError> {
+        let d = m.destination.trim_end_matches('/');
+        if out.iter().any(|x| x.destination.trim_end_matches('/') == d) {
+            return Err(ApiError::bad(format!("Duplicate mount point: {}", m.destination)));
+        }
+        out.push(m);
+        Ok(())
+    };
+    for b in strings(&host["Binds"]) {
+        push(parse_bind(&b)?, &mut out)?;
     }
-    Ok(m)
+    for m in host["Mounts"].as_array().cloned().unwrap_or_default() {
+        let kind = m["Type"].as_str().unwrap_or("");
+        let src = m["Source"].as_str().unwrap_or("");
+        let dst = m["Target"].as_str().unwrap_or("");
+        check_destination(dst, &format!("--mount type={kind}"))?;
+        let ro = m["ReadOnly"].as_bool().unwrap_or(false);
+        let mut mp = MountPoint {
+            kind: kind.to_string(),
+            name: String::new(),
+            source: String::new(),
+            destination: dst.to_string(),
+            driver: String::new(),
+            mode: String::new(),
+            rw: !ro,
+            propagation: String::new(),
+            tmpfs_options: Vec::new(),
+            no_copy: false,
+            anonymous: false,
+            create_source: false,
+        };
+        match kind {
+            "bind" => {
+                if !src.starts_with('/') {
+                    return Err(ApiError::bad(format!("invalid mount config for type \"bind\": invalid mount path: '{src}' mount path must be absolute")));
+                }
+                if !Path::new(src).exists() {
+                    return Err(ApiError::bad(format!(
+                        "invalid mount config for type \"bind\": bind source path does not exist: {src}"
+                    )));
+                }
+                mp.source = src.to_string();
+                mp.propagation = m["BindOptions"]["Propagation"]
+                    .as_str()
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or("rprivate")
+                    .to_string();
+                if !matches!(
+                    mp.propagation.as_str(),
+                    "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave"
+                ) {
+                    return Err(ApiError::bad(format!("invalid propagation mode: {}", mp.propagation)));
+                }
+            }
+            "volume" => {
+                if !src.is_empty() && !crate::volumes::valid_name(src) {
+                    return Err(ApiError::bad(format!(
+                        "invalid mount config for type \"volume\": invalid volume name {src:?}"
+                    )));
+                }
+                let driver = m["VolumeOptions"]["DriverConfig"]["Name"].as_str().unwrap_or("");
+                if !matches!(driver, "" | "local") {
+                    return Err(ApiError::bad(format!("volume driver {driver:?} is not supported: only local")));
+                }
+                mp.name = src.to_string();
+                mp.anonymous = src.is_empty();
+                mp.driver = "local".into();
+                mp.mode = "z".into();
+                mp.no_copy = m["VolumeOptions"]["NoCopy"].as_bool().unwrap_or(false);
+            }
+            "tmpfs" => {
+                if !src.is_empty() {
+                    return Err(ApiError::bad(
+                        "invalid mount config for type \"tmpfs\": field Source must not be specified",
+                    ));
+                }
+                mp.tmpfs_options = vec!["noexec".into(), "nosuid".into(), "nodev".into()];
+                if let Some(n) = m["TmpfsOptions"]["SizeBytes"].as_i64().filter(|n| *n > 0) {
+                    mp.tmpfs_options.push(format!("size={n}"));
+                }
+                if let Some(n) = m["TmpfsOptions"]["Mode"].as_u64().filter(|n| *n > 0) {
+                    mp.tmpfs_options.push(format!("mode={n:o}"));
+                }
+                if ro {
+                    mp.tmpfs_options.push("ro".into());
+                }
+            }
+            other => {
+                return Err(ApiError::bad(format!("mount type {other:?} is not supported: use bind, volume or tmpfs")))
+            }
+        }
+        push(mp, &mut out)?;
+    }
+    if let Some(t) = host["Tmpfs"].as_object() {
+        for (dst, opts) in t {
+            check_destination(dst, "--tmpfs")?;
+            let mut o = vec!["noexec".to_string(), "nosuid".into(), "nodev".into()];
+            let mut rw = true;
+            for opt in opts.as_str().unwrap_or("").split(',').filter(|x| !x.is_empty()) {
+                let key = opt.split('=').next().unwrap_or("");
+                if !matches!(
+                    key,
+                    "size"
+                        | "mode"
+                        | "uid"
+                        | "gid"
+                        | "nr_inodes"
+                        | "nr_blocks"
+                        | "ro"
+                        | "rw"
+                        | "exec"
+                        | "noexec"
+                        | "suid"
+                        | "nosuid"
+                        | "dev"
+                        | "nodev"
+                        | "atime"
+                        | "noatime"
+                        | "relatime"
+                        | "strictatime"
+                ) {
+                    return Err(ApiError::bad(format!("--tmpfs {dst}: unknown option {opt:?}")));
+                }
+                for (on, off) in [("exec", "noexec"), ("suid", "nosuid"), ("dev", "nodev")] {
+                    if opt == on {
+                        o.retain(|x| x != off);
+                    }
+                }
+                if opt == "ro" {
+                    rw = false;
+                }
+                if !matches!(opt, "exec" | "suid" | "dev" | "rw") && !o.iter().any(|x| x == opt) {
+                    o.push(opt.to_string());
+                }
+            }
+            let mp = MountPoint {
+                kind: "tmpfs".into(),
+                name: String::new(),
+                source: String::new(),
+                destination: dst.clone(),
+                driver: String::new(),
+                mode: String::new(),
+                rw,
+                propagation: String::new(),
+                tmpfs_options: o,
+                no_copy: false,
+                anonymous: false,
+                create_source: false,
+            };
+            push(mp, &mut out)?;
+        }
+    }
+    let mut wanted: Vec<String> = Vec::new();
+    for v in [&image_cfg["config"]["Volumes"], &cfg["Volumes"]] {
+        if let Some(o) = v.as_object() {
+            wanted.extend(o.keys().cloned());
+        }
+    }
+    for dst in wanted {
+        check_destination(&dst, "VOLUME")?;
+        let d = dst.trim_end_matches('/');
+        if out.iter().any(|x| x.destination.trim_end_matches('/') == d) {
+            continue;
+        }
+        out.push(MountPoint {
+            kind: "volume".into(),
+            name: String::new(),
+            source: String::new(),
+            destination: dst.clone(),
+            driver: "local".into(),
+            mode: String::new(),
+            rw: true,
+            propagation: String::new(),
+            tmpfs_options: Vec::new(),
+            no_copy: false,
+            anonymous: true,
+            create_source: false,
+        });
+    }
+    // Parents before children.
+    out.sort_by_key(|m| m.destination.trim_end_matches('/').split('/').count());
+    Ok(out)
+}
+
+/// A resolved mount point as an OCI mount; a `-v` bind's missing source directory is made.
+pub fn oci_mount(m: &MountPoint) -> Result<Value, ApiError> {
+    match m.kind.as_str() {
+        "tmpfs" => {
+            let mut o = m.tmpfs_options.clone();
+            if !o.iter().any(|x| x == "ro") {
+                o.push(if m.rw { "rw" } else { "ro" }.into());
+            }
+            Ok(json!({"destination": m.destination, "type": "tmpfs", "source": "tmpfs", "options": o}))
+        }
+        _ => {
+            if m.create_source && !Path::new(&m.source).exists() {
+                std::fs::create_dir_all(&m.source)
+                    .map_err(|e| ApiError::bad(format!("creating bind source {}: {e}", m.source)))?;
+            }
+            let mut o = vec!["rbind".to_string()];
+            if !m.rw {
+                o.push("ro".into());
+            }
+            o.push(if m.propagation.is_empty() { "rprivate".into() } else { m.propagation.clone() });
+            Ok(json!({"destination": m.destination, "type": "bind", "source": m.source, "options": o}))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -356,11 +643,12 @@ mod tests {
 
     #[test]
     fn binds() {
-        assert!(parse_bind("rel:/x").is_err());
+        assert!(parse_bind("re/l:/x").is_err());
+        assert_eq!(parse_bind("vol:/x:ro,nocopy").unwrap().name, "vol");
         assert!(parse_bind("/tmp:/x/../y").is_err());
         assert!(parse_bind("/tmp:/x:bogus").is_err());
         assert!(parse_bind("/a:/b:/c:/d").is_err());
-        let m = bind_mount("/tmp:/x:ro").unwrap();
+        let m = oci_mount(&parse_bind("/tmp:/x:ro").unwrap()).unwrap();
         assert_eq!(m["options"], json!(["rbind", "ro", "rprivate"]));
     }
 
