@@ -16,6 +16,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# docker-py for the engine's compatibility test (the python3 first on the PATH runs it).
+if [ "$want" = test ] && ! python3 -c 'import docker' >/dev/null 2>&1; then
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+  fi
+  python3 -m pip install -q --break-system-packages docker==7.1.0 2>/dev/null \
+    || python3 -m pip install -q docker==7.1.0
+fi
 # dockerd and the registry must not start on their own (tests start their own, on private sockets and ports).
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemctl disable --now docker.service docker.socket containerd.service docker-registry.service >/dev/null 2>&1 || true

@@ -3,20 +3,44 @@
 //! Invoked as `runc` or `berth-runc` (a symlink), it behaves exactly like `berth runtime`,
 //! which is how dockerd, containerd and podman call an OCI runtime.
 
+mod client;
+mod container_cmd;
 mod daemon_cmd;
 mod image_cmd;
 mod progress;
 mod runtime_cmd;
 mod table;
+mod template;
 
 use std::ffi::OsString;
 use std::path::Path;
 
 const USAGE: &str = "berth: a container engine in one binary
 
-Usage: berth [--data-root DIR] <COMMAND> [ARGS...]
+Usage: berth [--data-root DIR] [-H SOCKET] <COMMAND> [ARGS...]
 
-Commands:
+Containers (through the daemon; -H/--host or $BERTH_HOST, default /run/berth/berth.sock):
+  run        Create and run a new container from an image
+  create     Create a new container
+  start      Start one or more stopped containers
+  stop       Stop one or more running containers
+  restart    Restart one or more containers
+  kill       Kill one or more running containers
+  rm         Remove one or more containers
+  ps         List containers
+  logs       Fetch the logs of a container
+  exec       Run a command in a running container
+  inspect    Display detailed information on containers, images or volumes
+  wait       Block until containers stop, then print their exit codes
+  top        Display the running processes of a container
+  pause      Pause all processes within one or more containers
+  unpause    Unpause all processes within one or more containers
+  rename     Rename a container
+  port       List port mappings of a container
+  volume     Manage volumes (create, ls, inspect, rm, prune)
+  info       Display system-wide information from the daemon
+
+Images (on the local store, directly):
   pull       Download an image from a registry
   push       Upload an image to a registry
   images     List images
@@ -50,8 +74,8 @@ fn main() {
         let mut i = 1;
         while let Some(a) = args.get(i).and_then(|a| a.to_str()) {
             match a {
-                "--data-root" => i += 2,
-                _ if a.starts_with("--data-root=") => i += 1,
+                "--data-root" | "-H" | "--host" => i += 2,
+                _ if a.starts_with("--data-root=") || a.starts_with("--host=") => i += 1,
                 _ => break,
             }
         }
@@ -65,6 +89,25 @@ fn main() {
                 "pull" | "push" | "images" | "tag" | "rmi" | "image" | "save" | "load" | "import" | "login" | "logout"
                 | "system",
             ) => image_cmd::main(args),
+            Some(
+                "run" | "create" | "start" | "stop" | "restart" | "kill" | "rm" | "ps" | "logs" | "exec" | "inspect"
+                | "wait" | "top" | "pause" | "unpause" | "rename" | "port" | "volume" | "info",
+            ) => {
+                // Global options before the verb: -H passes on, --data-root is the daemon's business.
+                let mut rest = vec![OsString::from("berth")];
+                let mut j = 1;
+                while j < args.len() {
+                    match args[j].to_str() {
+                        Some("--data-root") if j < i => j += 2,
+                        Some(a) if j < i && a.starts_with("--data-root=") => j += 1,
+                        _ => {
+                            rest.push(args[j].clone());
+                            j += 1;
+                        }
+                    }
+                }
+                container_cmd::main(rest)
+            }
             Some("daemon") => {
                 let mut rest = vec![OsString::from("berth daemon")];
                 rest.extend(args.into_iter().skip(i + 1));

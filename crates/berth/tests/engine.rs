@@ -449,3 +449,128 @@ fn volumes_named_anonymous_tmpfs_and_their_api() {
     assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0);
     assert!(e.mounts_left().is_empty(), "{:?}", e.mounts_left());
 }
+
+#[test]
+fn docker_py_drives_the_daemon() {
+    let e = Engine::new("dpy");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/compat/dockerpy_engine.py");
+    let o = Command::new("python3").arg(&script).arg(&e.sock).output().expect("python3");
+    assert!(o.status.success(), "docker-py checks failed:\n{}{}\n{}", out(&o), err(&o), e.log());
+    assert!(out(&o).contains(" 0 failed"), "{}", out(&o));
+}
+
+/// Our own CLI: the same verbs over the same API.
+fn berth(e: &Engine, args: &[&str], input: Option<&str>) -> Output {
+    let mut c = Command::new(BERTH)
+        .arg("-H")
+        .arg(&e.sock)
+        .args(args)
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(i) = input {
+        c.stdin.take().unwrap().write_all(i.as_bytes()).unwrap();
+    }
+    c.wait_with_output().unwrap()
+}
+
+fn berth_ok(e: &Engine, args: &[&str]) -> String {
+    let o = berth(e, args, None);
+    assert!(o.status.success(), "berth {args:?}: {}{}\n{}", out(&o), err(&o), e.log());
+    out(&o)
+}
+
+#[test]
+fn the_berth_cli_speaks_the_api() {
+    let e = Engine::new("cli");
+    // run: output, exit code, stdin, and Docker's 125/127 on failures.
+    let o = berth(&e, &["run", "--rm", "bb:1", "sh", "-c", "echo out; echo err >&2; exit 3"], None);
+    assert_eq!((o.status.code(), out(&o).as_str()), (Some(3), "out\n"), "{}", err(&o));
+    assert_eq!(err(&o), "err\n");
+    assert_eq!(berth(&e, &["run", "-i", "--rm", "bb:1", "wc", "-c"], Some("12345")).stdout, b"5\n");
+    let o = berth(&e, &["run", "--rm", "bb:1", "nosuchcmd"], None);
+    assert_eq!(o.status.code(), Some(127), "{}", err(&o));
+    assert!(err(&o).contains("executable file not found"), "{}", err(&o));
+    let o = berth(&e, &["run", "--bogus", "bb:1"], None);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(err(&o).contains("--bogus"), "{}", err(&o));
+    let o = berth(&e, &["run", "--rm", "-m", "lots", "bb:1", "true"], None);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(err(&o).contains("invalid size"), "{}", err(&o));
+    // run -d with a volume, env, label; ps (table, template, json, filter); exec; logs; top.
+    let id = berth_ok(
+        &e,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "-e",
+            "A=b",
+            "-l",
+            "k=v",
+            "-v",
+            "data:/data",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo $A > /data/f; while true; do echo tick; sleep 0.2; done",
+        ],
+    );
+    let id = id.trim();
+    assert_eq!(id.len(), 64);
+    let table = berth_ok(&e, &["ps"]);
+    let mut lines = table.lines();
+    let head = lines.next().unwrap();
+    for col in ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"] {
+        assert!(head.contains(col), "{head}");
+    }
+    let row = lines.next().unwrap();
+    assert!(row.starts_with(&id[..12]) && row.ends_with(" web") && row.contains("Up "), "{row}");
+    assert_eq!(berth_ok(&e, &["ps", "--format", "{{.Names}} {{.State}} {{.Labels}}"]), "web running k=v\n");
+    let j: serde_json::Value = serde_json::from_str(berth_ok(&e, &["ps", "--format", "json"]).trim()).unwrap();
+    assert_eq!(j["Names"], "web");
+    assert_eq!(berth_ok(&e, &["ps", "-q", "--filter", "label=k=nope"]), "");
+    assert_eq!(berth_ok(&e, &["ps", "-q", "--no-trunc", "--filter", "name=web"]).trim(), id);
+    let o = berth(&e, &["exec", "-e", "X=1", "web", "sh", "-c", "cat /data/f; echo $X; exit 5"], None);
+    assert_eq!((o.status.code(), out(&o).as_str()), (Some(5), "b\n1\n"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while berth_ok(&e, &["logs", "--tail", "2", "web"]) != "tick\ntick\n" {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(berth_ok(&e, &["logs", "-t", "--tail", "1", "web"]).starts_with("20"));
+    assert!(berth_ok(&e, &["top", "web"]).contains("sleep"));
+    assert_eq!(
+        berth_ok(&e, &["inspect", "-f", "{{.State.Status}} {{.Config.Image}} {{json .Config.Labels}}", "web"]),
+        "running bb:1 {\"k\":\"v\"}\n"
+    );
+    let full: serde_json::Value = serde_json::from_str(&berth_ok(&e, &["inspect", "web"])).unwrap();
+    assert_eq!(full[0]["Id"], id);
+    // pause/unpause/rename/stop/wait/start/restart/kill/rm.
+    assert_eq!(berth_ok(&e, &["pause", "web"]), "web\n");
+    assert_eq!(berth_ok(&e, &["inspect", "-f", "{{.State.Status}}", "web"]), "paused\n");
+    berth_ok(&e, &["unpause", "web"]);
+    berth_ok(&e, &["rename", "web", "w2"]);
+    assert_eq!(berth_ok(&e, &["stop", "-t", "1", "w2"]), "w2\n");
+    assert_eq!(berth_ok(&e, &["wait", "w2"]), "137\n");
+    berth_ok(&e, &["start", "w2"]);
+    assert_eq!(berth_ok(&e, &["inspect", "-f", "{{.State.Running}}", "w2"]), "true\n");
+    berth_ok(&e, &["kill", "w2"]);
+    assert_eq!(berth_ok(&e, &["wait", "w2"]), "137\n");
+    let o = berth(&e, &["rm", "nosuch"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("No such container: nosuch"), "{}", err(&o));
+    berth_ok(&e, &["rm", "-v", "w2"]);
+    // The named volume outlived the container; a new one reads its data.
+    assert_eq!(berth_ok(&e, &["run", "--rm", "-v", "data:/d", "bb:1", "cat", "/d/f"]), "b\n");
+    assert_eq!(berth_ok(&e, &["volume", "ls", "--format", "{{.Name}} {{.Driver}}"]), "data local\n");
+    assert_eq!(berth_ok(&e, &["volume", "rm", "data"]), "data\n");
+    assert_eq!(berth_ok(&e, &["ps", "-aq"]), "");
+    // No daemon: a clear message, exit 1.
+    let o = Command::new(BERTH).args(["-H", "/nonexistent/berth.sock", "ps"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("Cannot connect to the Berth daemon"), "{}", err(&o));
+}

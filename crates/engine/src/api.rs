@@ -647,25 +647,24 @@ fn wait(d: &Arc<Daemon>, conn: &mut Conn, req: &Request, key: &str) -> ApiResult
     }
     let exits = c.state.exits;
     // Headers now: the CLI starts the container only once they arrived.
-    let mut out = conn.chunked(200, "application/json").map_err(io)?;
+    let out = conn.chunked(200, "application/json").map_err(io)?;
     let done = match cond.as_str() {
         "next-exit" => d.wait_until(&c.id, None, |c| c.state.exits > exits && c.state.status != "restarting"),
         "removed" => {
             let last = d.wait_until(&c.id, None, |c| c.state.exits > exits && !c.running());
             let code = last.as_ref().map(|c| c.state.exit_code);
             d.wait_until(&c.id, None, |_| false);
-            return finish_wait(&mut out, code.unwrap_or(0));
+            return finish_wait(out, code.unwrap_or(0));
         }
         _ => d.wait_until(&c.id, None, |c| !c.running()),
     };
     let code = done.map(|c| c.state.exit_code).unwrap_or(0);
-    finish_wait(&mut out, code)
+    finish_wait(out, code)
 }
 
-fn finish_wait(out: &mut crate::http::Chunked<'_>, code: i32) -> ApiResult<()> {
+fn finish_wait(mut out: crate::http::Chunked<'_>, code: i32) -> ApiResult<()> {
     out.json_line(&json!({"StatusCode": code, "Error": null})).map_err(io)?;
-    out.write_all(b"").map_err(io)?;
-    Ok(())
+    out.finish().map_err(io)
 }
 
 fn frame(stream: u8, data: &[u8]) -> Vec<u8> {

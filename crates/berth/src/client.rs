@@ -1,0 +1,283 @@
+//! A small HTTP/1.1 client for the engine's API on a unix socket: plain calls, streamed
+//! bodies (chunked), and hijacked connections for attach and exec.
+//!
+//! The daemon is found through `--host`/`-H`, then `BERTH_HOST`, then the default socket;
+//! `unix:///path` and a plain path are both accepted.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+pub const DEFAULT_SOCKET: &str = "/run/berth/berth.sock";
+const API: &str = "/v1.50";
+
+/// An error from the daemon (its status and message) or from reaching it (status 0).
+#[derive(Debug)]
+pub struct ApiErr {
+    pub status: u16,
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiErr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.status == 0 {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "Error response from daemon: {}", self.message)
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ApiErr>;
+
+fn local(message: impl Into<String>) -> ApiErr {
+    ApiErr { status: 0, message: message.into() }
+}
+
+type Headers = Vec<(String, String)>;
+
+pub struct Client {
+    sock: PathBuf,
+}
+
+pub struct Response {
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(&self) -> Result<Value> {
+        serde_json::from_slice(&self.body).map_err(|e| local(format!("the daemon sent malformed JSON: {e}")))
+    }
+}
+
+/// A response body being read: by length, chunked, or to the end of the connection.
+pub struct Body {
+    r: BufReader<UnixStream>,
+    mode: BodyMode,
+}
+
+enum BodyMode {
+    Length(u64),
+    Chunked { left: u64, done: bool },
+    ToEnd,
+}
+
+impl Read for Body {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match &mut self.mode {
+            BodyMode::Length(0) => Ok(0),
+            BodyMode::Length(n) => {
+                let max = (*n).min(buf.len() as u64) as usize;
+                let got = self.r.read(&mut buf[..max])?;
+                *n -= got as u64;
+                Ok(got)
+            }
+            BodyMode::ToEnd => self.r.read(buf),
+            BodyMode::Chunked { left, done } => {
+                if *done {
+                    return Ok(0);
+                }
+                if *left == 0 {
+                    let mut line = String::new();
+                    self.r.read_line(&mut line)?;
+                    if line.trim().is_empty() {
+                        line.clear();
+                        self.r.read_line(&mut line)?;
+                    }
+                    let size = u64::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad chunk size"))?;
+                    if size == 0 {
+                        *done = true;
+                        return Ok(0);
+                    }
+                    *left = size;
+                }
+                let max = (*left).min(buf.len() as u64) as usize;
+                let got = self.r.read(&mut buf[..max])?;
+                if got == 0 {
+                    *done = true;
+                }
+                *left -= got as u64;
+                Ok(got)
+            }
+        }
+    }
+}
+
+/// Percent-encode a query value.
+pub fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Client {
+    pub fn new(host: Option<&str>) -> Client {
+        let h = host.map(String::from).or_else(|| std::env::var("BERTH_HOST").ok()).filter(|h| !h.is_empty());
+        let h = h.unwrap_or_else(|| DEFAULT_SOCKET.to_string());
+        let path = h.strip_prefix("unix://").unwrap_or(&h).to_string();
+        Client { sock: PathBuf::from(path) }
+    }
+
+    fn connect(&self) -> Result<UnixStream> {
+        UnixStream::connect(&self.sock).map_err(|e| {
+            local(format!(
+                "Cannot connect to the Berth daemon at unix://{} ({e}). Is `berth daemon` running?",
+                self.sock.display()
+            ))
+        })
+    }
+
+    /// Send a request; returns the connection positioned at the body, the status and headers.
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        upgrade: bool,
+    ) -> Result<(BufReader<UnixStream>, u16, Headers)> {
+        let mut s = self.connect()?;
+        let data = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut head = format!("{method} {API}{path} HTTP/1.1\r\nHost: berth\r\nUser-Agent: berth-cli\r\n");
+        if body.is_some() {
+            head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", data.len()));
+        } else if method == "POST" {
+            head.push_str("Content-Length: 0\r\n");
+        }
+        if upgrade {
+            head.push_str("Connection: Upgrade\r\nUpgrade: tcp\r\n");
+        }
+        head.push_str("\r\n");
+        head.push_str(&data);
+        s.write_all(head.as_bytes()).map_err(|e| local(format!("sending to the daemon: {e}")))?;
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        r.read_line(&mut line).map_err(|e| local(format!("reading from the daemon: {e}")))?;
+        let status = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        if status == 0 {
+            return Err(local(format!("the daemon sent a malformed response: {:?}", line.trim())));
+        }
+        let mut headers = Vec::new();
+        loop {
+            line.clear();
+            r.read_line(&mut line).map_err(|e| local(format!("reading from the daemon: {e}")))?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+        }
+        Ok((r, status, headers))
+    }
+
+    fn body(r: BufReader<UnixStream>, method: &str, status: u16, headers: &[(String, String)]) -> Body {
+        let h = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let mode = if method == "HEAD" || status == 204 || status == 304 {
+            BodyMode::Length(0)
+        } else if h("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+            BodyMode::Chunked { left: 0, done: false }
+        } else if let Some(n) = h("content-length").and_then(|n| n.parse().ok()) {
+            BodyMode::Length(n)
+        } else {
+            BodyMode::ToEnd
+        };
+        Body { r, mode }
+    }
+
+    fn check(status: u16, body: &[u8]) -> Result<()> {
+        if status < 400 {
+            return Ok(());
+        }
+        let msg = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(String::from))
+            .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
+        Err(ApiErr { status, message: msg })
+    }
+
+    /// A call whose whole response is read; errors (status >= 400) carry the daemon's message.
+    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Response> {
+        let (r, status, headers) = self.send(method, path, body, false)?;
+        let mut b = Self::body(r, method, status, &headers);
+        let mut data = Vec::new();
+        b.read_to_end(&mut data).map_err(|e| local(format!("reading from the daemon: {e}")))?;
+        Self::check(status, &data)?;
+        Ok(Response { body: data })
+    }
+
+    pub fn get(&self, path: &str) -> Result<Value> {
+        self.call("GET", path, None)?.json()
+    }
+
+    /// A call whose body is read as it arrives (logs -f, pull progress, wait).
+    pub fn stream(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Body> {
+        let (r, status, headers) = self.send(method, path, body, false)?;
+        let mut b = Self::body(r, method, status, &headers);
+        if status >= 400 {
+            let mut data = Vec::new();
+            let _ = b.read_to_end(&mut data);
+            Self::check(status, &data)?;
+        }
+        Ok(b)
+    }
+
+    /// A hijacked connection (attach, exec start): the raw stream after the response head.
+    pub fn hijack(&self, path: &str, body: Option<&Value>) -> Result<(BufReader<UnixStream>, UnixStream)> {
+        let (r, status, headers) = self.send("POST", path, body, true)?;
+        if status >= 400 {
+            let mut b = Self::body(r, "POST", status, &headers);
+            let mut data = Vec::new();
+            let _ = b.read_to_end(&mut data);
+            Self::check(status, &data)?;
+            return Err(local("unreachable"));
+        }
+        let w = r.get_ref().try_clone().map_err(|e| local(format!("socket: {e}")))?;
+        Ok((r, w))
+    }
+}
+
+/// Copy a multiplexed stream (8-byte frame heads) to stdout/stderr until it ends.
+pub fn demux(r: &mut impl Read, tty: bool) -> std::io::Result<()> {
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    if tty {
+        let mut buf = [0u8; 32 << 10];
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            out.write_all(&buf[..n])?;
+            out.flush()?;
+        }
+    }
+    let mut head = [0u8; 8];
+    let mut buf = Vec::new();
+    loop {
+        match r.read_exact(&mut head) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let n = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
+        buf.resize(n, 0);
+        r.read_exact(&mut buf)?;
+        if head[0] == 2 {
+            err.write_all(&buf)?;
+            err.flush()?;
+        } else {
+            out.write_all(&buf)?;
+            out.flush()?;
+        }
+    }
+}
