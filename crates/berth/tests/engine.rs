@@ -574,3 +574,82 @@ fn the_berth_cli_speaks_the_api() {
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("Cannot connect to the Berth daemon"), "{}", err(&o));
 }
+
+#[test]
+fn stats_from_cgroups_and_events() {
+    let e = Engine::new("stats");
+    let mut ev = Command::new("docker")
+        .args(["events", "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}"])
+        .env("DOCKER_HOST", format!("unix://{}", e.sock.display()))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        "-m",
+        "64m",
+        "--pids-limit",
+        "50",
+        "bb:1",
+        "sh",
+        "-c",
+        "while true; do :; done",
+    ]);
+    // The API's numbers are the cgroup's: the limit set, one process, a busy CPU.
+    let (code, body) = e.raw("GET", "/containers/busy/stats?stream=0", "");
+    assert_eq!(code, 200);
+    let body = body.lines().find(|l| l.starts_with('{')).unwrap_or("").to_string();
+    let s: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|err| panic!("{err}: {body:?}"));
+    assert_eq!(s["memory_stats"]["limit"], 64 << 20, "{s}");
+    assert!(s["memory_stats"]["usage"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(s["pids_stats"]["current"], 1, "{s}");
+    assert_eq!(s["pids_stats"]["limit"], 50, "{s}");
+    let cpu = s["cpu_stats"]["cpu_usage"]["total_usage"].as_u64().unwrap();
+    let pre = s["precpu_stats"]["cpu_usage"]["total_usage"].as_u64().unwrap();
+    assert!(cpu > pre, "{s}");
+    let table = e.ok(&["stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}} {{.PIDs}}", "busy"]);
+    assert!(table.starts_with("busy ") && table.contains("/ 64MiB 1"), "{table}");
+    e.ok(&["exec", "busy", "true"]);
+    e.ok(&["pause", "busy"]);
+    e.ok(&["unpause", "busy"]);
+    e.ok(&["rm", "-f", "busy"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = ev.kill();
+    let mut text = String::new();
+    ev.stdout.take().unwrap().read_to_string(&mut text).unwrap();
+    let _ = ev.wait();
+    let actions: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        actions,
+        [
+            "container create busy",
+            "container start busy",
+            "container exec_create: true busy",
+            "container exec_start: true busy",
+            "container exec_die busy",
+            "container pause busy",
+            "container unpause busy",
+            "container kill busy",
+            "container die busy",
+            "container destroy busy"
+        ]
+    );
+    // History with since/until, filtered.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1;
+    let past = e.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &now.to_string(),
+        "--filter",
+        "event=die",
+        "--format",
+        "{{.Actor.Attributes.exitCode}}",
+    ]);
+    assert_eq!(past, "137\n");
+}

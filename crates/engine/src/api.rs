@@ -136,6 +136,9 @@ fn route(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
             let t = req.q("t").and_then(|t| t.parse::<i64>().ok());
             d.stop(id, t, None)?;
             d.start(id)?;
+            if let Ok(c) = d.find(id) {
+                d.container_event(&c, "restart", json!({}));
+            }
             conn.empty(204).map_err(io)?
         }
         ("POST", ["containers", id, "kill"]) => {
@@ -170,6 +173,8 @@ fn route(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
             conn.empty(200).map_err(io)?
         }
         ("GET", ["containers", id, "logs"]) => container_logs(d, conn, req, id)?,
+        ("GET", ["events"]) => events(d, conn, req)?,
+        ("GET", ["containers", id, "stats"]) => stats(d, conn, req, id)?,
         ("POST", ["volumes", "create"]) => {
             let b = conn.json_body(req)?;
             let v = d.volumes.create(
@@ -179,6 +184,7 @@ fn route(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
                 &b["DriverOpts"],
                 false,
             )?;
+            d.events.emit("volume", "create", &v.name, json!({"driver": "local"}));
             conn.json(201, &v.json()).map_err(io)?
         }
         ("GET", ["volumes"]) => {
@@ -205,6 +211,7 @@ fn route(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
                 return Err(ApiError::conflict(format!("remove {name}: volume is in use - [{}]", users.join(", "))));
             }
             d.volumes.remove(name)?;
+            d.events.emit("volume", "destroy", name, json!({"driver": "local"}));
             conn.empty(204).map_err(io)?
         }
         ("POST", ["containers", id, "pause"]) => {
@@ -593,6 +600,59 @@ fn prune_volumes(d: &Daemon, req: &Request) -> ApiResult<Value> {
         }
     }
     Ok(json!({"VolumesDeleted": deleted, "SpaceReclaimed": space}))
+}
+
+/// `GET /events`: headers at once, then one JSON object per event.
+fn events(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
+    let filters = parse_filters(req.q("filters"))?;
+    let t = |name: &str| -> ApiResult<Option<f64>> {
+        match req.q(name) {
+            None | Some("") => Ok(None),
+            Some(v) => v
+                .parse::<f64>()
+                .ok()
+                .or_else(|| berth_runtime::state::parse_rfc3339(v).map(|x| x as f64))
+                .map(Some)
+                .ok_or_else(|| ApiError::bad(format!("invalid {name} value {v:?}"))),
+        }
+    };
+    let (since, until) = (t("since")?, t("until")?);
+    let mut out = conn.chunked(200, "application/json").map_err(io)?;
+    d.events.follow(since, until, &filters, |e| out.json_line(e).is_ok());
+    let _ = out.finish();
+    conn.closed = true;
+    Ok(())
+}
+
+/// `GET /containers/{id}/stats`: one document (`stream=0`), or one a second.
+fn stats(d: &Arc<Daemon>, conn: &mut Conn, req: &Request, key: &str) -> ApiResult<()> {
+    let c = d.find(key)?;
+    let stream = req.q("stream").is_none_or(|v| matches!(v, "1" | "true" | "True"));
+    let one_shot = req.flag("one-shot");
+    let empty = || crate::stats::Sample { cpu: json!({}), memory: json!({}), pids: json!({}), blkio: json!({}) };
+    let take = |c: &Container| d.cgroup_dirs(c).map(|dirs| crate::stats::sample(&dirs)).unwrap_or_else(empty);
+    let mut out = conn.chunked(200, "application/json").map_err(io)?;
+    let mut pre: Option<crate::stats::Sample> = None;
+    if !stream && !one_shot && c.running() {
+        // As dockerd: a second sample a moment later, so that CPU use can be computed.
+        pre = Some(take(&c));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    loop {
+        let c = d.find(&c.id)?;
+        let now = take(&c);
+        let doc = crate::stats::document(&c.id, &c.name, &now, pre.as_ref());
+        if out.json_line(&doc).is_err() {
+            conn.closed = true;
+            return Ok(());
+        }
+        if !stream || !c.running() {
+            break;
+        }
+        pre = Some(now);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    out.finish().map_err(io)
 }
 
 /// `top`: the host's `ps` (with `ps_args`, default `-ef`), rows of the container's processes.

@@ -88,6 +88,7 @@ pub struct Daemon {
     pub exec_root: PathBuf,
     pub images: ImageStore,
     pub volumes: crate::volumes::Volumes,
+    pub events: crate::events::Events,
     containers: Mutex<BTreeMap<String, Container>>,
     changed: Condvar,
     pending: Mutex<BTreeMap<String, Vec<PendingAttach>>>,
@@ -139,6 +140,7 @@ impl Daemon {
             exec_root: exec_root.to_path_buf(),
             images,
             volumes: crate::volumes::Volumes::open(&data_root.join("volumes"))?,
+            events: Default::default(),
             containers: Mutex::new(BTreeMap::new()),
             changed: Condvar::new(),
             pending: Mutex::new(BTreeMap::new()),
@@ -388,6 +390,7 @@ impl Daemon {
             return Err(e);
         }
         self.lock().insert(id, c.clone());
+        self.container_event(&c, "create", json!({}));
         Ok(c)
     }
 
@@ -404,7 +407,12 @@ impl Daemon {
             self.start_locked(&c)
         };
         match result {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                if let Ok(c) = self.find(&c.id) {
+                    self.container_event(&c, "start", json!({}));
+                }
+                Ok(true)
+            }
             Err(e) => {
                 {
                     let _guard = self.ops.lock().unwrap_or_else(|e| e.into_inner());
@@ -705,6 +713,7 @@ impl Daemon {
         }) else {
             return;
         };
+        self.container_event(&c, "die", json!({"exitCode": code.to_string()}));
         if c.host_config["AutoRemove"].as_bool().unwrap_or(false) {
             let _ = self.remove_with(id, true, true);
             return;
@@ -746,6 +755,7 @@ impl Daemon {
         if sig != libc::SIGWINCH {
             let _ = self.update(&c.id, |c| c.state.stopped_by_user = true);
         }
+        self.container_event(&c, "kill", json!({"signal": sig.to_string()}));
         berth_runtime::container::kill(&self.runtime_root(), &c.id, sig, false)
             .map_err(|e| ApiError::internal(format!("killing {}: {e}", c.id)))?;
         if c.state.status == "paused" && matches!(sig, libc::SIGKILL | libc::SIGTERM) {
@@ -808,6 +818,7 @@ impl Daemon {
             let _ = self.kill(&c.id, libc::SIGKILL);
             self.wait_until(&c.id, Some(Duration::from_secs(30)), not_running);
         }
+        self.container_event(&c, "stop", json!({}));
         Ok(true)
     }
 
@@ -847,6 +858,7 @@ impl Daemon {
         }
         self.lock().remove(&c.id);
         self.changed.notify_all();
+        self.container_event(&c, "destroy", json!({}));
         if volumes {
             let used = self.volumes_in_use();
             for m in c.mounts.iter().filter(|m| m.kind == "volume" && m.anonymous && !used.contains(&m.name)) {
@@ -854,6 +866,30 @@ impl Daemon {
             }
         }
         Ok(())
+    }
+
+    /// A container event, with Docker's attributes (image, name, labels, and `extra`).
+    pub fn container_event(&self, c: &Container, action: &str, extra: Value) {
+        let mut attrs = json!({"image": c.image, "name": c.name});
+        if let Some(l) = c.config["Labels"].as_object() {
+            for (k, v) in l {
+                attrs[k] = v.clone();
+            }
+        }
+        if let Some(e) = extra.as_object() {
+            for (k, v) in e {
+                attrs[k] = v.clone();
+            }
+        }
+        self.events.emit("container", action, &c.id, attrs);
+    }
+
+    /// The container's cgroup directories (from the runtime's state), if it runs.
+    pub fn cgroup_dirs(&self, c: &Container) -> Option<Vec<berth_cgroups::CgroupDir>> {
+        if !c.running() {
+            return None;
+        }
+        berth_runtime::container::load(&self.runtime_root(), &c.id).ok().map(|(_, st)| st.cgroup.dirs)
     }
 
     /// `pause` (freezer cgroup).
@@ -867,7 +903,8 @@ impl Daemon {
         }
         berth_runtime::container::pause(&self.runtime_root(), &c.id)
             .map_err(|e| ApiError::internal(format!("pausing {}: {e}", c.id)))?;
-        self.update(&c.id, |c| c.state.status = "paused".into())?;
+        let c = self.update(&c.id, |c| c.state.status = "paused".into())?;
+        self.container_event(&c, "pause", json!({}));
         Ok(())
     }
 
@@ -880,11 +917,12 @@ impl Daemon {
         }
         berth_runtime::container::resume(&self.runtime_root(), &c.id)
             .map_err(|e| ApiError::internal(format!("unpausing {}: {e}", c.id)))?;
-        self.update(&c.id, |c| {
+        let c = self.update(&c.id, |c| {
             if c.state.status == "paused" {
                 c.state.status = "running".into()
             }
         })?;
+        self.container_event(&c, "unpause", json!({}));
         Ok(())
     }
 
@@ -907,7 +945,9 @@ impl Daemon {
                 other.id
             )));
         }
-        self.update(&c.id, |c| c.name = new.to_string())?;
+        let old = c.name.clone();
+        let c = self.update(&c.id, |c| c.name = new.to_string())?;
+        self.container_event(&c, "rename", json!({"oldName": format!("/{old}")}));
         Ok(())
     }
 

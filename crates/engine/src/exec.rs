@@ -142,6 +142,9 @@ impl Daemon {
         let live: std::collections::BTreeSet<String> = self.list().into_iter().map(|c| c.id).collect();
         all.retain(|_, x| live.contains(&x.container));
         all.insert(e.id.clone(), e.clone());
+        drop(all);
+        let cmd = spec::strings(&body["Cmd"]).join(" ");
+        self.container_event(&c, &format!("exec_create: {cmd}"), json!({"execID": e.id}));
         Ok(e)
     }
 
@@ -250,8 +253,11 @@ impl Daemon {
             x.running = true;
             x.pid = pid;
         });
+        let cmd = spec::strings(&e.config["Cmd"]).join(" ");
+        self.container_event(&c, &format!("exec_start: {cmd}"), json!({"execID": e.id}));
         let d = self.clone();
         let eid = e.id.clone();
+        let cid = e.container.clone();
         std::thread::spawn(move || {
             let mut code = None;
             if let Ok(mut s) = UnixStream::connect(dir.join("monitor.sock")) {
@@ -270,6 +276,9 @@ impl Daemon {
                 x.running = false;
                 x.exit_code = Some(code.unwrap_or(137) as i32);
             });
+            if let Ok(c) = d.find(&cid) {
+                d.container_event(&c, "exec_die", json!({"execID": eid, "exitCode": code.unwrap_or(137).to_string()}));
+            }
             // The monitor lingers a moment after answering; its directory can go now.
             std::thread::sleep(std::time::Duration::from_millis(100));
             let _ = std::fs::remove_dir_all(&dir);

@@ -7,6 +7,8 @@
 //! - [`daemon`]: containers (records on disk, start/stop/wait/remove, re-adoption after a
 //!   daemon restart) and the image store.
 //! - [`exec`]: processes started in running containers (`docker exec`), each under a monitor.
+//! - [`events`]: the in-memory event log behind `/events`.
+//! - [`stats`]: `/containers/{id}/stats` from the container's cgroups.
 //! - [`spec`]: Docker's container config → OCI runtime spec.
 //! - [`volumes`]: named and anonymous volumes of the local driver.
 //! - [`monitor`]: the process that runs one container and outlives the daemon.
@@ -14,11 +16,13 @@
 
 pub mod api;
 pub mod daemon;
+pub mod events;
 pub mod exec;
 pub mod http;
 pub mod logs;
 pub mod monitor;
 pub mod spec;
+pub mod stats;
 pub mod volumes;
 
 /// The newest Engine API version served (docker CLI 28 speaks up to 1.50).
