@@ -653,3 +653,48 @@ fn stats_from_cgroups_and_events() {
     ]);
     assert_eq!(past, "137\n");
 }
+
+#[test]
+fn compose_up_ps_down() {
+    let e = Engine::new("compose");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/compat/compose");
+    let compose = |args: &[&str]| {
+        let o = Command::new("docker-compose")
+            .args(["-p", "bproj"])
+            .args(args)
+            .current_dir(&dir)
+            .env("DOCKER_HOST", format!("unix://{}", e.sock.display()))
+            .output()
+            .expect("docker-compose (scripts/deps.sh test)");
+        assert!(o.status.success(), "compose {args:?}: {}{}\n{}", out(&o), err(&o), e.log());
+        out(&o)
+    };
+    compose(&["up", "-d"]);
+    let ps = compose(&["ps"]);
+    assert!(ps.contains("bproj_db_1") && ps.contains("bproj_web_1"), "{ps}");
+    assert_eq!(ps.matches(" Up ").count(), 2, "{ps}");
+    assert_eq!(e.ok(&["ps", "-q", "--filter", "label=role=db"]).lines().count(), 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let logs = compose(&["logs", "--no-color"]);
+        if logs.contains("db-up") && logs.contains("web-up MODE=test") && logs.contains("first-run") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{logs}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // down keeps the named volume; up again finds the data the first db wrote.
+    compose(&["down"]);
+    assert_eq!(e.ok(&["ps", "-aq"]), "");
+    assert_eq!(e.ok(&["volume", "ls", "-q"]), "bproj_data\n");
+    compose(&["up", "-d"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !e.ok(&["logs", "bproj_db_1"]).contains("stored") {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    compose(&["down", "-v"]);
+    assert_eq!(e.ok(&["ps", "-aq"]), "");
+    assert_eq!(e.ok(&["volume", "ls", "-q"]), "");
+    assert!(e.mounts_left().is_empty(), "{:?}", e.mounts_left());
+}
