@@ -231,7 +231,7 @@ pub struct LoginArgs {
 // ---------------------------------------------------------------------------------------------
 
 use crate::progress::{Item, Progress};
-use berth_image::{Digest, ImageRecord, ImageStore, Reference};
+use berth_image::{ImageRecord, ImageStore, Reference};
 use berth_registry::auth::{self, Credentials};
 use berth_registry::pull::{self, PullProgress};
 use berth_registry::{Client, ClientOptions, Platform};
@@ -425,63 +425,38 @@ fn cmd_pull(cli: &ImageCli, a: &PullArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// Push progress on the terminal: one bar per blob being uploaded.
+struct TermPush {
+    p: Progress,
+    items: std::sync::Mutex<std::collections::BTreeMap<String, crate::progress::Item>>,
+}
+
+impl berth_registry::push::PushProgress for TermPush {
+    fn line(&self, msg: &str) {
+        self.p.line(msg);
+    }
+    fn uploading(&self, id: &str, done: u64, size: u64) {
+        let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        let item = items.entry(id.to_string()).or_insert_with(|| self.p.item(id, size, "Pushing"));
+        item.set_position(done);
+    }
+    fn finished(&self, id: &str, state: &str) {
+        if let Some(item) = self.items.lock().unwrap_or_else(|e| e.into_inner()).remove(id) {
+            item.finish(state);
+        }
+    }
+}
+
 fn cmd_push(cli: &ImageCli, a: &PushArgs) -> Result<i32> {
     if a.all_tags {
         return Err("--all-tags is not supported: push one tag at a time".into());
     }
     let r = Reference::parse(&a.image).map_err(e)?;
     let store = open_store(cli)?;
-    let rec = store
-        .resolve(&r.to_string())
-        .map_err(|_| format!("An image does not exist locally with the tag: {}", r.familiar()))?;
     let c = client();
-    let p = Progress::new(a.quiet);
-    p.line(&format!("The push refers to repository [{}]", r.name()));
-    // Foreign (non-distributable) layers are not uploaded: the manifest keeps their URLs.
-    let mut blobs: Vec<(Digest, u64)> = rec
-        .layers
-        .iter()
-        .filter(|l| {
-            let foreign = berth_registry::media::is_foreign_layer(&l.media_type);
-            if foreign {
-                p.line(&format!("{}: Skipped foreign layer", &l.digest.hex()[..12]));
-            }
-            !foreign
-        })
-        .map(|l| (l.digest.clone(), l.size))
-        .collect();
-    let cfg_size = store.content().size(&rec.id).map_err(e)?;
-    blobs.push((rec.id.clone(), cfg_size));
-    for (d, size) in &blobs {
-        let id = &d.hex()[..12];
-        if c.blob_exists(&r, d).map_err(e)? {
-            if d != &rec.id {
-                p.line(&format!("{id}: Layer already exists"));
-            }
-            continue;
-        }
-        // Cross-repository mount from a repository of the same registry that has the image.
-        let from = rec.repo_digests.iter().filter_map(|rd| rd.split_once('@')).find_map(|(n, _)| {
-            let src = Reference::parse(n).ok()?;
-            (src.domain() == r.domain() && src.path() != r.path()).then(|| src.path().to_string())
-        });
-        if let Some(from) = from {
-            if c.mount_blob(&r, d, &from).map_err(e)? {
-                if d != &rec.id {
-                    p.line(&format!("{id}: Mounted from {from}"));
-                }
-                continue;
-            }
-        }
-        let item = p.item(id, *size, "Pushing");
-        let mut f = store.content().open(d).map_err(e)?;
-        c.upload_blob(&r, d, *size, &mut f, 16 << 20, &mut |n| item.set_position(n)).map_err(e)?;
-        item.finish("Pushed");
-    }
-    let manifest = store.content().read(&rec.manifest, berth_registry::MAX_MANIFEST_SIZE).map_err(e)?;
-    let tag = r.tag().unwrap_or("latest");
-    let digest = c.put_manifest(&r, tag, &rec.manifest_media_type, &manifest).map_err(e)?;
-    p.line(&format!("{tag}: digest: {digest} size: {}", manifest.len()));
+    let p = TermPush { p: Progress::new(a.quiet), items: Default::default() };
+    let out = berth_registry::push::push(&c, &store, &r, &p).map_err(e)?;
+    p.p.line(&format!("{}: digest: {} size: {}", out.tag, out.digest, out.size));
     Ok(0)
 }
 
@@ -760,28 +735,7 @@ fn cmd_prune(cli: &ImageCli, a: &PruneArgs, system: bool) -> Result<i32> {
 
 fn cmd_save(cli: &ImageCli, a: &SaveArgs) -> Result<i32> {
     let store = open_store(cli)?;
-    let all = store.list().map_err(e)?;
-    let mut images: Vec<(ImageRecord, Vec<Reference>)> = Vec::new();
-    for name in &a.images {
-        let rec = store.resolve(name).map_err(e)?;
-        // `save busybox:1` lists that tag; `save <id>` lists none; `save busybox` lists all its tags.
-        let tags: Vec<Reference> = match Reference::parse(name) {
-            Ok(r) if all.iter().any(|(x, n)| x.id == rec.id && n.contains(&r.to_string())) => {
-                let bare = !name.contains(':') || name.rsplit('/').next().is_some_and(|l| !l.contains(':'));
-                all.iter()
-                    .filter(|(x, _)| x.id == rec.id)
-                    .flat_map(|(_, n)| n.iter())
-                    .filter_map(|n| Reference::parse(n).ok())
-                    .filter(|n| n.to_string() == r.to_string() || (bare && n.name() == r.name()))
-                    .collect()
-            }
-            _ => vec![],
-        };
-        match images.iter_mut().find(|(x, _)| x.id == rec.id) {
-            Some((_, t)) => t.extend(tags),
-            None => images.push((rec, tags)),
-        }
-    }
+    let images = berth_image::docker_archive::select(&store, &a.images).map_err(e)?;
     match &a.output {
         Some(path) => {
             let tmp = path.with_extension("berth-partial");

@@ -311,7 +311,30 @@ fn pull_through_the_api_then_run() {
     // A tag that does not exist: the in-stream error makes the CLI fail.
     let o = e.docker(&["pull", &format!("{}/test/bb:nope", reg.addr)]);
     assert!(!o.status.success());
+    // push through the daemon: the local image under a new name, then pulled back by digest.
+    let pushed = format!("{}/other/bb:p1", reg.addr);
+    e.ok(&["tag", "bb:1", &pushed]);
+    let o = e.ok(&["push", &pushed]);
+    assert!(o.contains("Pushed") && o.contains("p1: digest: sha256:"), "{o}");
+    let digest = o.split("digest: ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    e.ok(&["rmi", &pushed]);
+    let by_digest = format!("{}/other/bb@{digest}", reg.addr);
+    e.ok(&["pull", &by_digest]);
+    assert_eq!(e.ok(&["run", "--rm", &by_digest, "echo", "round trip"]), "round trip\n");
+    // history, save and load through the API: the same image id back.
+    let id = e.ok(&["inspect", "-f", "{{.Id}}", "bb:1"]);
+    assert!(e.ok(&["history", "bb:1"]).contains("berth import"));
+    let tar = e.dir.join("saved.tar");
+    e.ok(&["save", "-o", tar.to_str().unwrap(), "bb:1"]);
+    e.ok(&["rmi", "-f", "bb:1", &by_digest]);
+    assert!(!e.docker(&["inspect", "bb:1"]).status.success());
+    assert_eq!(e.ok(&["load", "-i", tar.to_str().unwrap()]), "Loaded image: bb:1\n");
+    assert_eq!(e.ok(&["inspect", "-f", "{{.Id}}", "bb:1"]), id);
+    // A broken archive fails and loads nothing; the connection is still usable.
+    std::fs::write(e.dir.join("bad.tar"), "not a tar").unwrap();
+    assert!(!e.docker(&["load", "-i", e.dir.join("bad.tar").to_str().unwrap()]).status.success());
     e.ok(&["rmi", &name]);
+    assert_eq!(e.ok(&["images", "-q"]).lines().count(), 1);
 }
 
 #[test]

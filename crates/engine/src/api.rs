@@ -285,6 +285,34 @@ fn route(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
                 lines.iter().filter_map(|l| l.split_once(": ")).map(|(k, v)| json!({ k: v })).collect();
             conn.json(200, &Value::Array(out)).map_err(io)?
         }
+        ("POST", ["images", rest @ .., "push"]) if !rest.is_empty() => push(d, conn, req, &rest.join("/"))?,
+        ("GET", ["images", "get"]) => {
+            let names: Vec<String> = req.q_all("names").iter().map(|s| s.to_string()).collect();
+            save(d, conn, &names)?
+        }
+        ("GET", ["images", rest @ .., "get"]) if !rest.is_empty() => save(d, conn, &[rest.join("/")])?,
+        ("POST", ["images", "load"]) => load(d, conn, req)?,
+        ("POST", ["images", "prune"]) => {
+            let _ = conn.body(req)?;
+            let filters = parse_filters(req.q("filters"))?;
+            let all =
+                filters.iter().any(|(k, v)| k == "dangling" && v.iter().any(|x| matches!(x.as_str(), "false" | "0")));
+            let mut deleted = Vec::new();
+            let held: std::collections::BTreeSet<String> = d.list().into_iter().map(|c| c.image_id).collect();
+            for (rec, names) in d.images.list().map_err(|e| ApiError::internal(e.to_string()))? {
+                if (names.is_empty() || all) && !held.contains(rec.id.as_str()) {
+                    if let Ok(lines) = d.images.remove(rec.id.as_str(), true) {
+                        deleted.extend(lines.iter().filter_map(|l| l.split_once(": ")).map(|(k, v)| json!({ k: v })));
+                    }
+                }
+            }
+            let report = d.images.gc().map_err(|e| ApiError::internal(e.to_string()))?;
+            conn.json(200, &json!({"ImagesDeleted": deleted, "SpaceReclaimed": report.bytes})).map_err(io)?
+        }
+        ("GET", ["images", rest @ .., "history"]) if !rest.is_empty() => {
+            let v = history(d, &rest.join("/"))?;
+            conn.json(200, &v).map_err(io)?
+        }
         ("GET", ["images", "json"]) => {
             let v = list_images(d)?;
             conn.json(200, &v).map_err(io)?
@@ -871,7 +899,7 @@ fn pull(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
         Some(p) => berth_registry::Platform::parse(p).map_err(|e| ApiError::bad(e.to_string()))?,
         None => berth_registry::Platform::host(),
     };
-    let client = berth_registry::Client::new(berth_registry::ClientOptions::from_env());
+    let client = registry_client(req)?;
     let out = conn.chunked(200, "application/json").map_err(io)?;
     let p = StreamProgress { out: std::sync::Mutex::new(out) };
     let shown = r.tag().map(|t| t.to_string()).unwrap_or_else(|| r.digest().map(|d| d.to_string()).unwrap_or_default());
@@ -889,4 +917,167 @@ fn pull(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
     }
     let out = p.out.into_inner().unwrap_or_else(|e| e.into_inner());
     out.finish().map_err(io)
+}
+
+/// A registry client with the request's `X-Registry-Auth` credentials (base64url JSON of
+/// username/password), else the daemon's own config.json.
+fn registry_client(req: &Request) -> ApiResult<berth_registry::Client> {
+    use base64::Engine;
+    let mut o = berth_registry::ClientOptions::from_env();
+    if let Some(h) = req.header("x-registry-auth").map(str::trim).filter(|h| !h.is_empty()) {
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(h.trim_end_matches('='))
+            .or_else(|_| base64::engine::general_purpose::STANDARD.decode(h))
+            .map_err(|_| ApiError::bad("X-Registry-Auth: not base64"))?;
+        let v: Value = serde_json::from_slice(&raw).map_err(|_| ApiError::bad("X-Registry-Auth: not JSON"))?;
+        let (u, p) = (v["username"].as_str().unwrap_or(""), v["password"].as_str().unwrap_or(""));
+        if !u.is_empty() {
+            o.credentials = Some(berth_registry::auth::Credentials { username: u.into(), password: p.into() });
+        }
+    }
+    Ok(berth_registry::Client::new(o))
+}
+
+struct PushStream<'a> {
+    out: std::sync::Mutex<crate::http::Chunked<'a>>,
+}
+
+impl PushStream<'_> {
+    fn send(&self, v: Value) {
+        let _ = self.out.lock().unwrap_or_else(|e| e.into_inner()).json_line(&v);
+    }
+}
+
+impl berth_registry::push::PushProgress for PushStream<'_> {
+    fn line(&self, msg: &str) {
+        match msg.split_once(": ") {
+            Some((id, rest)) if id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                self.send(json!({"status": rest, "progressDetail": {}, "id": id}))
+            }
+            _ => self.send(json!({"status": msg})),
+        }
+    }
+    fn uploading(&self, id: &str, done: u64, size: u64) {
+        self.send(json!({"status": "Pushing", "progressDetail": {"current": done, "total": size}, "id": id}));
+    }
+    fn finished(&self, id: &str, state: &str) {
+        self.send(json!({"status": state, "progressDetail": {}, "id": id}));
+    }
+}
+
+/// `POST /images/{name}/push?tag=`: Docker's JSON stream, ending with the digest (`aux`).
+fn push(d: &Arc<Daemon>, conn: &mut Conn, req: &Request, name: &str) -> ApiResult<()> {
+    let _ = conn.body(req)?;
+    let full = match req.q("tag").filter(|t| !t.is_empty()) {
+        Some(t) => format!("{name}:{t}"),
+        None => name.to_string(),
+    };
+    let r = berth_image::Reference::parse(&full).map_err(|e| ApiError::bad(e.to_string()))?;
+    if d.images.resolve(&r.to_string()).is_err() {
+        return Err(ApiError::not_found(format!("An image does not exist locally with the tag: {}", r.familiar())));
+    }
+    let client = registry_client(req)?;
+    let out = conn.chunked(200, "application/json").map_err(io)?;
+    let p = PushStream { out: std::sync::Mutex::new(out) };
+    match berth_registry::push::push(&client, &d.images, &r, &p) {
+        Ok(o) => {
+            p.send(json!({"status": format!("{}: digest: {} size: {}", o.tag, o.digest, o.size)}));
+            p.send(
+                json!({"progressDetail": {}, "aux": {"Tag": o.tag, "Digest": o.digest.to_string(), "Size": o.size}}),
+            );
+        }
+        Err(e) => {
+            let m = e.to_string();
+            p.send(json!({"errorDetail": {"message": m}, "error": m}));
+        }
+    }
+    let out = p.out.into_inner().unwrap_or_else(|e| e.into_inner());
+    out.finish().map_err(io)
+}
+
+/// `GET /images/get?names=...`: a tar (docker-archive + OCI layout) streamed out.
+fn save(d: &Arc<Daemon>, conn: &mut Conn, names: &[String]) -> ApiResult<()> {
+    if names.is_empty() {
+        return Err(ApiError::bad("no images to save: give names"));
+    }
+    let images =
+        berth_image::docker_archive::select(&d.images, names).map_err(|e| ApiError::not_found(e.to_string()))?;
+    let out = conn.chunked(200, "application/x-tar").map_err(io)?;
+    let mut w = std::io::BufWriter::with_capacity(256 << 10, crate::http::ChunkedWriter(out));
+    if let Err(e) = berth_image::docker_archive::save(&d.images, &images, &mut w) {
+        // Mid-stream: the client sees a truncated tar; the connection ends.
+        eprintln!("berth daemon: save: {e}");
+        conn_close(w);
+        return Ok(());
+    }
+    match w.into_inner() {
+        Ok(cw) => cw.0.finish().map_err(io),
+        Err(_) => Ok(()),
+    }
+}
+
+fn conn_close<W: std::io::Write>(w: W) {
+    drop(w);
+}
+
+/// `POST /images/load`: the request body is a tar; answers Docker's JSON stream.
+fn load(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
+    let _ = req; // `quiet` only silences progress, which load does not send
+    let result = {
+        let mut body = std::io::BufReader::with_capacity(256 << 10, conn.body_reader());
+        let r = berth_image::docker_archive::load(&d.images, &mut body);
+        // Whatever the loader left unread (tar padding) is drained: the connection stays in step.
+        let _ = std::io::copy(&mut body, &mut std::io::sink());
+        r
+    };
+    let mut out = conn.chunked(200, "application/json").map_err(io)?;
+    match result {
+        Ok(loaded) => {
+            for l in &loaded {
+                let lines: Vec<String> = if l.names.is_empty() {
+                    vec![format!("Loaded image ID: {}", l.image.id)]
+                } else {
+                    l.names.iter().map(|n| format!("Loaded image: {}", n.familiar())).collect()
+                };
+                for line in lines {
+                    out.json_line(&json!({"stream": format!("{line}\n")})).map_err(io)?;
+                }
+            }
+        }
+        Err(e) => {
+            let m = e.to_string();
+            out.json_line(&json!({"errorDetail": {"message": m}, "error": m})).map_err(io)?;
+        }
+    }
+    out.finish().map_err(io)
+}
+
+/// `GET /images/{name}/history`: newest first, as Docker lists it.
+fn history(d: &Daemon, name: &str) -> ApiResult<Value> {
+    let rec = d.images.resolve(name).map_err(|_| ApiError::not_found(format!("No such image: {name}")))?;
+    let cfg = d.images.config(&rec).map_err(|e| ApiError::internal(e.to_string()))?;
+    let hist = cfg["history"].as_array().cloned().unwrap_or_default();
+    let names = image_names(d, rec.id.as_ref());
+    let (tags, _) = berth_image::imagestore::docker_names(&rec, &names);
+    let mut layer = rec.chain_ids.len();
+    let mut out = Vec::new();
+    for (i, h) in hist.iter().enumerate().rev() {
+        let empty = h["empty_layer"].as_bool().unwrap_or(false);
+        let size = if empty || layer == 0 {
+            0
+        } else {
+            layer -= 1;
+            d.images.snapshot_size(&rec.chain_ids[layer]).unwrap_or(0)
+        };
+        let last = i == hist.len() - 1;
+        out.push(json!({
+            "Id": if last { rec.id.to_string() } else { "<missing>".to_string() },
+            "Created": h["created"].as_str().map(unix_of).unwrap_or(0),
+            "CreatedBy": h["created_by"].as_str().unwrap_or(""),
+            "Tags": if last { json!(tags) } else { Value::Null },
+            "Size": size,
+            "Comment": h["comment"].as_str().unwrap_or(""),
+        }));
+    }
+    Ok(Value::Array(out))
 }

@@ -37,6 +37,11 @@ impl Request {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
+    /// Every value of a repeated query parameter (`names=a&names=b`).
+    pub fn q_all(&self, name: &str) -> Vec<&str> {
+        self.query.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+    }
+
     pub fn q(&self, name: &str) -> Option<&str> {
         self.query.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
@@ -319,6 +324,19 @@ impl Conn {
         // Bytes the client sent after the request head (early stdin) are already buffered.
         let buffered = self.reader.buffer().to_vec();
         Ok((self.stream.try_clone()?, buffered))
+    }
+}
+
+/// A [`Chunked`] body as an `io::Write` (for streaming a tar out).
+pub struct ChunkedWriter<'a>(pub Chunked<'a>);
+
+impl Write for ChunkedWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

@@ -38,6 +38,33 @@ fn bad(msg: impl Into<String>) -> Error {
 /// containerd), sharing one copy of each blob under `blobs/sha256/`, as Docker 25 and later do.
 /// Layers are written uncompressed (their digest is the DiffID), decompressed from the store on
 /// the way out and checked against the DiffID.
+/// The images `save` writes for `names`, each with the tags to list: `save busybox:1` lists
+/// that tag, `save <id>` none, `save busybox` every tag of that repository.
+pub fn select(store: &ImageStore, names: &[String]) -> Result<Vec<(ImageRecord, Vec<Reference>)>> {
+    let all = store.list()?;
+    let mut images: Vec<(ImageRecord, Vec<Reference>)> = Vec::new();
+    for name in names {
+        let rec = store.resolve(name)?;
+        let tags: Vec<Reference> = match Reference::parse(name) {
+            Ok(r) if all.iter().any(|(x, n)| x.id == rec.id && n.contains(&r.to_string())) => {
+                let bare = !name.contains(':') || name.rsplit('/').next().is_some_and(|l| !l.contains(':'));
+                all.iter()
+                    .filter(|(x, _)| x.id == rec.id)
+                    .flat_map(|(_, n)| n.iter())
+                    .filter_map(|n| Reference::parse(n).ok())
+                    .filter(|n| n.to_string() == r.to_string() || (bare && n.name() == r.name()))
+                    .collect()
+            }
+            _ => vec![],
+        };
+        match images.iter_mut().find(|(x, _)| x.id == rec.id) {
+            Some((_, t)) => t.extend(tags),
+            None => images.push((rec, tags)),
+        }
+    }
+    Ok(images)
+}
+
 pub fn save(store: &ImageStore, images: &[(ImageRecord, Vec<Reference>)], out: impl Write) -> Result<()> {
     let mut tar = tar::Builder::new(out);
     tar.mode(tar::HeaderMode::Deterministic);

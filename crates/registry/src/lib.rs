@@ -16,6 +16,7 @@ mod client;
 mod error;
 pub mod platform;
 pub mod pull;
+pub mod push;
 
 pub use client::{Client, ClientOptions, Descriptor, ImageManifest, PulledManifest, MAX_MANIFEST_SIZE};
 pub use error::{Error, Result};
