@@ -1,0 +1,169 @@
+//! A `berth daemon` of a test's own (data root, exec root and socket under a temp dir, a
+//! busybox image `bb:1` imported), driven by the real docker CLI; cleaned up on drop.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+pub struct Engine {
+    pub dir: PathBuf,
+    pub sock: PathBuf,
+    daemon: Option<Child>,
+}
+
+/// A busybox root filesystem (Debian's busybox-static) as a tarball.
+pub fn busybox_tar(dir: &Path) -> PathBuf {
+    let root = dir.join("bbroot");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static (scripts/deps.sh test)");
+    for a in ["sh", "echo", "cat", "sleep", "ls", "id", "hostname", "true", "false", "env", "wc", "grep", "stty", "pwd"]
+    {
+        let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(a));
+    }
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n")
+        .unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+    let tar = dir.join("bb.tar");
+    let o = Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").output().unwrap();
+    assert!(o.status.success());
+    tar
+}
+
+impl Engine {
+    pub fn new(name: &str) -> Engine {
+        let dir = std::env::temp_dir().join(format!("berth-eng-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let tar = busybox_tar(&dir);
+        let o = Command::new(BERTH)
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .args(["import", tar.to_str().unwrap(), "bb:1"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "import: {}", String::from_utf8_lossy(&o.stderr));
+        let sock = dir.join("berth.sock");
+        let mut e = Engine { dir, sock, daemon: None };
+        e.start_daemon();
+        e
+    }
+
+    pub fn start_daemon(&mut self) {
+        let child = Command::new(BERTH)
+            .arg("daemon")
+            .arg("--data-root")
+            .arg(self.dir.join("data"))
+            .arg("--exec-root")
+            .arg(self.dir.join("run"))
+            .arg("-H")
+            .arg(&self.sock)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::options().create(true).append(true).open(self.dir.join("daemon.log")).unwrap())
+            .spawn()
+            .unwrap();
+        self.daemon = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&self.sock).is_err() {
+            assert!(Instant::now() < deadline, "daemon did not start: {}", self.log());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn kill9_daemon(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    pub fn docker(&self, args: &[&str]) -> Output {
+        self.docker_in(args, None)
+    }
+
+    pub fn docker_in(&self, args: &[&str], input: Option<&str>) -> Output {
+        let mut c = Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .env("DOCKER_CONFIG", self.dir.join("docker-config"))
+            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the docker CLI");
+        if let Some(i) = input {
+            c.stdin.take().unwrap().write_all(i.as_bytes()).unwrap();
+        }
+        c.wait_with_output().unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.docker(args);
+        assert!(
+            o.status.success(),
+            "docker {args:?}: {}{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// A raw API request; returns (status, body).
+    pub fn raw(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        let mut s = UnixStream::connect(&self.sock).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        (status, body)
+    }
+
+    pub fn mounts_left(&self) -> Vec<String> {
+        let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let d = self.dir.to_str().unwrap().to_string();
+        mi.lines().filter(|l| l.contains(&d)).map(String::from).collect()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.docker(&["rm", "-f", "-v"]);
+        let ids = self.docker(&["ps", "-aq"]);
+        for id in String::from_utf8_lossy(&ids.stdout).lines() {
+            let _ = self.docker(&["rm", "-f", id]);
+        }
+        self.kill9_daemon();
+        // Monitors the test left behind.
+        let _ = Command::new("pkill").arg("-9").arg("-f").arg(self.dir.to_str().unwrap()).status();
+        for m in self.mounts_left().iter().rev() {
+            if let Some(p) = m.split(' ').nth(4) {
+                let _ = Command::new("umount").arg("-l").arg(p).status();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+pub fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
