@@ -1049,7 +1049,8 @@ fn ago(unix: i64) -> String {
     let s = (now - unix).max(0);
     match s {
         0 => "Less than a second ago".into(),
-        1..=59 => format!("{s} seconds ago"),
+        1 => "1 second ago".into(),
+        2..=59 => format!("{s} seconds ago"),
         60..=119 => "About a minute ago".into(),
         120..=3599 => format!("{} minutes ago", s / 60),
         3600..=7199 => "About an hour ago".into(),

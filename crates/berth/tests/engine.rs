@@ -563,3 +563,83 @@ fn compose_up_ps_down() {
     assert_eq!(e.ok(&["volume", "ls", "-q"]), "");
     assert!(e.mounts_left().is_empty(), "{:?}", e.mounts_left());
 }
+
+#[test]
+fn healthchecks_move_between_states_and_survive_a_daemon_restart() {
+    let mut e = Engine::new("health");
+    let status =
+        |e: &Engine| e.ok(&["inspect", "-f", "{{.State.Health.Status}} {{.State.Health.FailingStreak}}", "hc"]);
+    let wait_for = |e: &Engine, want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = status(e);
+            if s.starts_with(want) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "still {s} waiting for {want}: {}", e.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--health-cmd",
+        "test -f /ok",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "bb:1",
+        "sleep",
+        "100",
+    ]);
+    assert!(e.ok(&["ps", "--format", "{{.Status}}"]).contains("(health: starting)"));
+    wait_for(&e, "unhealthy");
+    assert!(e.ok(&["ps", "--format", "{{.Status}}"]).contains("(unhealthy)"));
+    e.ok(&["exec", "hc", "sh", "-c", "echo > /ok"]);
+    wait_for(&e, "healthy 0");
+    assert_eq!(e.ok(&["ps", "-q", "--filter", "health=healthy"]).lines().count(), 1);
+    let log = e.ok(&["inspect", "-f", "{{json .State.Health.Log}}", "hc"]);
+    let log: serde_json::Value = serde_json::from_str(&log).unwrap();
+    assert!(log.as_array().unwrap().len() <= 5);
+    assert_eq!(log.as_array().unwrap().last().unwrap()["ExitCode"], 0);
+    // Probing resumes after a daemon crash.
+    e.kill9_daemon();
+    e.start_daemon();
+    e.ok(&["exec", "hc", "busybox", "rm", "/ok"]);
+    wait_for(&e, "unhealthy");
+    // A probe over its timeout fails; a malformed check is refused at create.
+    let o = e.docker(&["create", "--health-cmd", "true", "--health-interval", "1ns", "bb:1", "true"]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("Interval in Healthcheck cannot be less than 1ms"), "{}", err(&o));
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--health-cmd",
+        "sleep 5",
+        "--health-timeout",
+        "200ms",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "1",
+        "bb:1",
+        "sleep",
+        "100",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = e.ok(&["inspect", "-f", "{{.State.Health.Status}}", "slow"]);
+        if s == "unhealthy\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{s}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = e.ok(&["inspect", "-f", "{{(index .State.Health.Log 0).Output}}", "slow"]);
+    assert!(out.contains("exceeded timeout"), "{out}");
+}

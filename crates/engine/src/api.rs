@@ -433,9 +433,17 @@ fn label_matches(labels: &Value, want: &str) -> bool {
     }
 }
 
+fn health_suffix(c: &Container) -> String {
+    match c.health.as_ref().map(|h| h.status.as_str()) {
+        Some("starting") => " (health: starting)".into(),
+        Some(s @ ("healthy" | "unhealthy")) => format!(" ({s})"),
+        _ => String::new(),
+    }
+}
+
 fn status_text(c: &Container) -> String {
     match c.state.status.as_str() {
-        "running" => format!("Up {}", since(&c.state.started_at)),
+        "running" => format!("Up {}{}", since(&c.state.started_at), health_suffix(c)),
         "paused" => format!("Up {} (Paused)", since(&c.state.started_at)),
         "restarting" => format!("Restarting ({}) {} ago", c.state.exit_code, since(&c.state.finished_at)),
         "exited" => format!("Exited ({}) {} ago", c.state.exit_code, since(&c.state.finished_at)),
@@ -455,7 +463,8 @@ fn since(t: &str) -> String {
     let s = (now - unix_of(t)).max(0);
     match s {
         0 => "Less than a second".into(),
-        1..=59 => format!("{s} seconds"),
+        1 => "1 second".into(),
+        2..=59 => format!("{s} seconds"),
         60..=119 => "About a minute".into(),
         120..=3599 => format!("{} minutes", s / 60),
         3600..=7199 => "About an hour".into(),
@@ -493,6 +502,10 @@ fn list_containers(d: &Daemon, req: &Request) -> ApiResult<Value> {
                 "exited" => {
                     vals.iter().any(|v| c.state.status == "exited" && v.parse::<i32>().ok() == Some(c.state.exit_code))
                 }
+                "health" => vals.iter().any(|v| {
+                    let h = c.health.as_ref().filter(|_| c.running()).map(|h| h.status.as_str()).unwrap_or("none");
+                    h == v
+                }),
                 other => return Err(ApiError::bad(format!("invalid filter '{other}'"))),
             };
             keep &= ok;
@@ -546,6 +559,7 @@ fn inspect(d: &Daemon, c: &Container) -> Value {
             "Error": s.error,
             "StartedAt": if s.started_at.is_empty() { "0001-01-01T00:00:00Z" } else { &s.started_at },
             "FinishedAt": if s.finished_at.is_empty() { "0001-01-01T00:00:00Z" } else { &s.finished_at },
+            "Health": c.health,
         },
         "Image": c.image_id,
         "ResolvConfPath": dir.join("etc/resolv.conf"),

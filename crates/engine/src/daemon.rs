@@ -63,6 +63,9 @@ pub struct Container {
     /// Binds, volumes (resolved to their directories) and tmpfs mounts.
     #[serde(default)]
     pub mounts: Vec<spec::MountPoint>,
+    /// `State.Health` of a container with a healthcheck.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::Health>,
 }
 
 impl Container {
@@ -206,6 +209,9 @@ impl Daemon {
         for id in running {
             if UnixStream::connect(self.exec_dir(&id).join("monitor.sock")).is_ok() {
                 self.watch(&id);
+                if let Ok(c) = self.find(&id) {
+                    self.watch_health(&c, false);
+                }
             } else {
                 let code = self.read_exit(&id).unwrap_or(255);
                 self.exited(&id, code);
@@ -255,6 +261,7 @@ impl Daemon {
             o.remove("NetworkingConfig");
         }
         spec::check_supported(&cfg, &host)?;
+        crate::health::validate(&cfg).map_err(ApiError::bad)?;
         let image = cfg["Image"].as_str().unwrap_or("").to_string();
         if image.is_empty() {
             return Err(ApiError::bad("no image specified"));
@@ -378,6 +385,7 @@ impl Daemon {
             state: ContainerState { status: "created".into(), ..Default::default() },
             restart_count: 0,
             mounts,
+            health: None,
         };
         std::fs::create_dir_all(self.dir(&id)).map_err(|e| ApiError::internal(format!("creating container: {e}")))?;
         self.images.hold(&id, &rec.id).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -410,6 +418,7 @@ impl Daemon {
             Ok(()) => {
                 if let Ok(c) = self.find(&c.id) {
                     self.container_event(&c, "start", json!({}));
+                    self.watch_health(&c, true);
                 }
                 Ok(true)
             }
@@ -882,6 +891,20 @@ impl Daemon {
             }
         }
         self.events.emit("container", action, &c.id, attrs);
+    }
+
+    /// Start the healthcheck prober of a running container (if it has a check).
+    fn watch_health(self: &Arc<Self>, c: &Container, fresh: bool) {
+        if let Ok(rec) = self.images.resolve(&c.image_id) {
+            if let Ok(image_cfg) = self.images.config(&rec) {
+                crate::health::watch(self, c, &image_cfg, fresh);
+            }
+        }
+    }
+
+    /// Change a container's `State.Health` (made if missing).
+    pub fn set_health(&self, id: &str, f: impl FnOnce(&mut crate::health::Health)) -> ApiResult<()> {
+        self.update(id, |c| f(c.health.get_or_insert_with(Default::default))).map(|_| ())
     }
 
     /// The container's cgroup directories (from the runtime's state), if it runs.

@@ -9,6 +9,7 @@
 //! - [`exec`]: processes started in running containers (`docker exec`), each under a monitor.
 //! - [`events`]: the in-memory event log behind `/events`.
 //! - [`stats`]: `/containers/{id}/stats` from the container's cgroups.
+//! - [`health`]: healthchecks, probed as execs.
 //! - [`spec`]: Docker's container config → OCI runtime spec.
 //! - [`volumes`]: named and anonymous volumes of the local driver.
 //! - [`monitor`]: the process that runs one container and outlives the daemon.
@@ -18,6 +19,7 @@ pub mod api;
 pub mod daemon;
 pub mod events;
 pub mod exec;
+pub mod health;
 pub mod http;
 pub mod logs;
 pub mod monitor;

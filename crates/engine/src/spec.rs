@@ -27,7 +27,7 @@ fn nonzero(v: &Value) -> bool {
 }
 
 /// Refuse what is not implemented yet, naming the field (Docker's 400 for bad parameters).
-pub fn check_supported(cfg: &Value, host: &Value) -> Result<(), ApiError> {
+pub fn check_supported(_cfg: &Value, host: &Value) -> Result<(), ApiError> {
     let unsupported_host = [
         ("PortBindings", "published ports (-p) need bridge networking, which Berth does not have yet"),
         ("PublishAllPorts", "published ports (-P) need bridge networking, which Berth does not have yet"),
@@ -51,9 +51,6 @@ pub fn check_supported(cfg: &Value, host: &Value) -> Result<(), ApiError> {
         if nonzero(&host[field]) {
             return Err(ApiError::bad(why));
         }
-    }
-    if nonzero(&cfg["Healthcheck"]["Test"]) && strings(&cfg["Healthcheck"]["Test"]) != ["NONE"] {
-        return Err(ApiError::bad("healthchecks are not supported yet"));
     }
     match host["NetworkMode"].as_str().unwrap_or("") {
         "" | "default" | "bridge" | "none" | "host" => {}
