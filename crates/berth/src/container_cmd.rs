@@ -265,6 +265,18 @@ struct RunArgs {
     /// Mount the container's root filesystem as read only
     #[arg(long)]
     read_only: bool,
+    /// Run a minimal init as pid 1 (reaps orphans, forwards signals)
+    #[arg(long)]
+    init: bool,
+    /// Give extended privileges: every capability held, no seccomp, host devices
+    #[arg(long)]
+    privileged: bool,
+    /// Ulimit options: NAME=SOFT[:HARD] (e.g. nofile=1024:2048)
+    #[arg(long)]
+    ulimit: Vec<String>,
+    /// Add a host device: HOST[:CONTAINER][:PERMISSIONS]
+    #[arg(long)]
+    device: Vec<String>,
     /// Add Linux capabilities
     #[arg(long)]
     cap_add: Vec<String>,
@@ -708,6 +720,37 @@ fn create_body(a: &RunArgs) -> Result<Value, String> {
     }
     if !a.cap_add.is_empty() {
         host["CapAdd"] = json!(a.cap_add);
+    }
+    if a.init {
+        host["Init"] = json!(true);
+    }
+    if a.privileged {
+        host["Privileged"] = json!(true);
+    }
+    if !a.ulimit.is_empty() {
+        let mut u = Vec::new();
+        for x in &a.ulimit {
+            let (name, lim) = x.split_once('=').ok_or_else(|| format!("invalid ulimit argument: {x}"))?;
+            let (soft, hard) = lim.split_once(':').unwrap_or((lim, lim));
+            let n = |v: &str| v.parse::<i64>().map_err(|_| format!("invalid ulimit argument: {x}"));
+            u.push(json!({"Name": name, "Soft": n(soft)?, "Hard": n(hard)?}));
+        }
+        host["Ulimits"] = json!(u);
+    }
+    if !a.device.is_empty() {
+        let mut d = Vec::new();
+        for x in &a.device {
+            let p: Vec<&str> = x.split(':').collect();
+            let (h, c, perm) = match p.as_slice() {
+                [h] => (*h, *h, "rwm"),
+                [h, c] if c.chars().all(|ch| matches!(ch, 'r' | 'w' | 'm')) => (*h, *h, *c),
+                [h, c] => (*h, *c, "rwm"),
+                [h, c, perm] => (*h, *c, *perm),
+                _ => return Err(format!("invalid device specification: {x}")),
+            };
+            d.push(json!({"PathOnHost": h, "PathInContainer": c, "CgroupPermissions": perm}));
+        }
+        host["Devices"] = json!(d);
     }
     if !a.cap_drop.is_empty() {
         host["CapDrop"] = json!(a.cap_drop);

@@ -643,3 +643,47 @@ fn healthchecks_move_between_states_and_survive_a_daemon_restart() {
     let out = e.ok(&["inspect", "-f", "{{(index .State.Health.Log 0).Output}}", "slow"]);
     assert!(out.contains("exceeded timeout"), "{out}");
 }
+
+#[test]
+fn init_ulimits_devices_and_privileged() {
+    let e = Engine::new("priv");
+    // --init: a minimal pid 1 that passes SIGTERM on (sleep alone, as pid 1, would ignore it).
+    e.ok(&["run", "-d", "--name", "withinit", "--init", "bb:1", "sleep", "100"]);
+    assert_eq!(
+        e.ok(&["exec", "withinit", "sh", "-c", "tr -d '\\0' < /proc/1/cmdline; echo; ls /proc/1/fd"]).trim_end(),
+        "berth-init\n0\n1\n2"
+    );
+    let t = Instant::now();
+    e.ok(&["stop", "-t", "8", "withinit"]);
+    assert!(t.elapsed() < Duration::from_secs(5), "the init did not pass SIGTERM on");
+    assert_eq!(e.ok(&["inspect", "-f", "{{.State.ExitCode}}", "withinit"]), "143\n");
+    assert_eq!(e.docker(&["run", "--rm", "--init", "bb:1", "sh", "-c", "exit 7"]).status.code(), Some(7));
+    // --ulimit in effect; above our own hard limit: refused with the reason.
+    assert_eq!(
+        e.ok(&["run", "--rm", "--ulimit", "nofile=512:1024", "bb:1", "sh", "-c", "ulimit -n; ulimit -Hn"]),
+        "512\n1024\n"
+    );
+    let o = e.docker(&["run", "--rm", "--ulimit", "nofile=512:999999999", "bb:1", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(err(&o).contains("exceeds the current hard limit"), "{}", err(&o));
+    // --device: the node exists inside with the host's numbers; not without the flag.
+    assert!(e.ok(&["run", "--rm", "--device", "/dev/fuse", "bb:1", "ls", "-l", "/dev/fuse"]).contains("10, 229"));
+    assert!(!e.docker(&["run", "--rm", "bb:1", "ls", "/dev/fuse"]).status.success());
+    let o = e.docker(&["run", "--rm", "--device", "/nonexistent-dev", "bb:1", "true"]);
+    assert!(err(&o).contains("/nonexistent-dev"), "{}", err(&o));
+    // --privileged: every capability we hold, no seccomp, /sys writable; the default has Docker's set.
+    let ours = std::fs::read_to_string("/proc/self/status").unwrap();
+    let bnd = ours.lines().find_map(|l| l.strip_prefix("CapBnd:")).unwrap().trim().to_string();
+    let p = e.ok(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "bb:1",
+        "sh",
+        "-c",
+        "grep -E 'CapEff|Seccomp:' /proc/self/status; grep ' /sys ' /proc/mounts",
+    ]);
+    assert!(p.contains(&format!("CapEff:\t{bnd}")) && p.contains("Seccomp:\t0") && p.contains("sysfs rw,"), "{p}");
+    let d = e.ok(&["run", "--rm", "bb:1", "sh", "-c", "grep -E 'CapEff|Seccomp:' /proc/self/status"]);
+    assert!(d.contains("CapEff:\t00000000a80425fb") && d.contains("Seccomp:\t2"), "{d}");
+}

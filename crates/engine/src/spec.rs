@@ -33,15 +33,11 @@ pub fn check_supported(_cfg: &Value, host: &Value) -> Result<(), ApiError> {
         ("PublishAllPorts", "published ports (-P) need bridge networking, which Berth does not have yet"),
         ("Links", "links are not supported"),
         ("VolumesFrom", "--volumes-from is not supported yet"),
-        ("Devices", "--device is not supported yet"),
         ("DeviceRequests", "--gpus is not supported"),
         ("Dns", "--dns needs bridge networking, which Berth does not have yet"),
         ("ExtraHosts", "--add-host is not supported yet"),
         ("Sysctls", "--sysctl is not supported yet"),
         ("SecurityOpt", "--security-opt is not supported yet"),
-        ("Ulimits", "--ulimit is not supported yet"),
-        ("Privileged", "--privileged is not supported yet"),
-        ("Init", "--init is not supported yet"),
         ("UsernsMode", "--userns is not supported yet"),
         ("CgroupParent", "--cgroup-parent is not supported yet"),
         ("CpusetCpus", "--cpuset-cpus is not supported yet"),
@@ -225,8 +221,50 @@ pub fn build(i: &SpecInput<'_>) -> Result<Value, ApiError> {
     for set in ["bounding", "effective", "permitted"] {
         p["capabilities"][set] = json!(caps);
     }
-    // The seccomp profile follows the capabilities, as Docker's does.
-    spec["linux"]["seccomp"] = serde_json::to_value(berth_seccomp::default_profile(&caps)).unwrap_or(Value::Null);
+    let privileged = host["Privileged"].as_bool().unwrap_or(false);
+    if privileged {
+        caps = all_capabilities();
+        for set in ["bounding", "effective", "permitted"] {
+            p["capabilities"][set] = json!(caps);
+        }
+    }
+    // Ulimits, within what this process may grant (the runtime refuses more, clearly).
+    for u in host["Ulimits"].as_array().cloned().unwrap_or_default() {
+        let name = u["Name"].as_str().unwrap_or("");
+        if !ULIMITS.contains(&name) {
+            return Err(ApiError::bad(format!("invalid ulimit type: {name}")));
+        }
+        let (soft, hard) = (u["Soft"].as_i64().unwrap_or(0), u["Hard"].as_i64().unwrap_or(0));
+        if soft < 0 || hard < 0 {
+            return Err(ApiError::bad(format!("invalid ulimit {name}: limits must not be negative")));
+        }
+        if soft > hard {
+            return Err(ApiError::bad(format!(
+                "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+            )));
+        }
+        let ty = format!("RLIMIT_{}", name.to_ascii_uppercase());
+        let list = p["rlimits"].as_array_mut().expect("default spec has rlimits");
+        list.retain(|r| r["type"] != ty.as_str());
+        list.push(json!({"type": ty, "soft": soft, "hard": hard}));
+    }
+    // The seccomp profile follows the capabilities, as Docker's does; privileged has none,
+    // nor masked or read-only paths, and sees /sys and cgroups read-write.
+    if privileged {
+        spec["linux"]["seccomp"] = Value::Null;
+        spec["linux"]["maskedPaths"] = json!([]);
+        spec["linux"]["readonlyPaths"] = json!([]);
+        for m in spec["mounts"].as_array_mut().expect("default spec has mounts") {
+            if m["destination"] == "/sys" || m["destination"] == "/sys/fs/cgroup" {
+                if let Some(o) = m["options"].as_array_mut() {
+                    o.retain(|x| x != "ro");
+                    o.push(json!("rw"));
+                }
+            }
+        }
+    } else {
+        spec["linux"]["seccomp"] = serde_json::to_value(berth_seccomp::default_profile(&caps)).unwrap_or(Value::Null);
+    }
     // Namespaces.
     let net = host["NetworkMode"].as_str().unwrap_or("");
     let mut ns: Vec<Value> = vec![
@@ -273,6 +311,63 @@ pub fn build(i: &SpecInput<'_>) -> Result<Value, ApiError> {
         r["pids"] = json!({"limit": pl});
     }
     spec["linux"]["cgroupsPath"] = json!(format!("/berth/{}", i.id));
+    if host["Init"].as_bool().unwrap_or(false) {
+        // The runtime's own minimal init as pid 1 (reaps orphans, passes signals on).
+        spec["annotations"][berth_runtime::container::INIT_ANNOTATION] = json!("true");
+    }
+    // Devices: --device ones, or every host device for --privileged.
+    let mut wanted: Vec<(String, String, String)> = Vec::new();
+    for dv in host["Devices"].as_array().cloned().unwrap_or_default() {
+        let on_host = dv["PathOnHost"].as_str().unwrap_or("").to_string();
+        let inside = dv["PathInContainer"].as_str().filter(|x| !x.is_empty()).unwrap_or(&on_host).to_string();
+        let perms = dv["CgroupPermissions"].as_str().filter(|x| !x.is_empty()).unwrap_or("rwm").to_string();
+        if !perms.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
+            return Err(ApiError::bad(format!("invalid device cgroup permissions {perms:?}: use r, w and m")));
+        }
+        if !inside.starts_with('/') {
+            return Err(ApiError::bad(format!("invalid device path in container {inside:?}: must be absolute")));
+        }
+        wanted.push((on_host, inside, perms));
+    }
+    if privileged {
+        for d in host_devices() {
+            if !wanted.iter().any(|(_, inside, _)| *inside == d) {
+                wanted.push((d.clone(), d, "rwm".into()));
+            }
+        }
+        spec["linux"]["resources"]["devices"] = json!([{"allow": true, "access": "rwm"}]);
+    }
+    for (on_host, inside, perms) in wanted {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let md = std::fs::metadata(&on_host).map_err(|e| {
+            ApiError::bad(format!("error gathering device information while adding custom device {on_host:?}: {e}"))
+        })?;
+        let ft = md.file_type();
+        let ty = if ft.is_char_device() {
+            "c"
+        } else if ft.is_block_device() {
+            "b"
+        } else {
+            return Err(ApiError::bad(format!("{on_host} is not a device node")));
+        };
+        let rdev = md.rdev();
+        let (major, minor) = (libc::major(rdev) as i64, libc::minor(rdev) as i64);
+        let devs = spec["linux"]["devices"].as_array_mut();
+        let entry = json!({"path": inside, "type": ty, "major": major, "minor": minor, "fileMode": md.mode() & 0o777, "uid": 0, "gid": 0});
+        match devs {
+            Some(list) => {
+                list.retain(|x| x["path"] != inside.as_str());
+                list.push(entry);
+            }
+            None => spec["linux"]["devices"] = json!([entry]),
+        }
+        if !privileged {
+            spec["linux"]["resources"]["devices"]
+                .as_array_mut()
+                .expect("default spec has device rules")
+                .push(json!({"allow": true, "type": ty, "major": major, "minor": minor, "access": perms}));
+        }
+    }
     // Mounts: the container's /etc files, then binds.
     let mounts = spec["mounts"].as_array_mut().expect("default spec has mounts");
     for f in ["hostname", "hosts", "resolv.conf"] {
@@ -282,6 +377,118 @@ pub fn build(i: &SpecInput<'_>) -> Result<Value, ApiError> {
         mounts.push(oci_mount(m)?);
     }
     Ok(spec)
+}
+
+/// `--ulimit` names Docker accepts.
+const ULIMITS: &[&str] = &[
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
+/// Every capability this kernel knows (for `--privileged`).
+fn all_capabilities() -> Vec<String> {
+    const NAMES: &[&str] = &[
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
+        "CHECKPOINT_RESTORE",
+    ];
+    let last: usize =
+        std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40);
+    // Only those we hold: a capability outside our bounding set cannot be granted (here,
+    // for instance, CAP_SYS_RESOURCE may be absent).
+    let bnd = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("CapBnd:").map(|v| v.trim().to_string())))
+        .and_then(|v| u64::from_str_radix(&v, 16).ok())
+        .unwrap_or(u64::MAX);
+    NAMES
+        .iter()
+        .enumerate()
+        .take(last + 1)
+        .filter(|(i, _)| bnd & (1u64 << i) != 0)
+        .map(|(_, n)| format!("CAP_{n}"))
+        .collect()
+}
+
+/// Device nodes of the host's /dev (and one level below), for `--privileged`.
+fn host_devices() -> Vec<String> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut out = Vec::new();
+    let mut dirs = vec![std::path::PathBuf::from("/dev")];
+    let mut depth = 0;
+    while !dirs.is_empty() && depth < 2 {
+        let mut next = Vec::new();
+        for d in dirs {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let path = e.path();
+                let name = e.file_name().to_string_lossy().into_owned();
+                if matches!(name.as_str(), "pts" | "shm" | "mqueue" | "console" | "ptmx" | "fd" | "core") {
+                    continue;
+                }
+                let Ok(ft) = e.file_type() else { continue };
+                if ft.is_dir() {
+                    next.push(path);
+                } else if ft.is_char_device() || ft.is_block_device() {
+                    out.push(path.to_string_lossy().into_owned());
+                }
+            }
+        }
+        dirs = next;
+        depth += 1;
+    }
+    out.sort();
+    out
 }
 
 /// A mount point of a container, as recorded (and shown by inspect, in Docker's shape).

@@ -35,6 +35,12 @@ pub struct Channel {
 }
 
 impl Channel {
+    /// The socket's descriptor (for a forked process that must close its copy).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.fd.as_raw_fd()
+    }
+
     pub fn new(fd: OwnedFd) -> Channel {
         Channel { fd }
     }

@@ -577,7 +577,100 @@ fn init_main(l: &Launch, c: &Channel) -> Result<std::convert::Infallible> {
     if let Some(h) = hooks.and_then(|h| h.start_container().as_ref()) {
         hooks::run("startContainer", Some(h), &hook_state(l, &pid, "running"))?;
     }
+    let init = l.spec.annotations().as_ref().and_then(|a| a.get(INIT_ANNOTATION)).is_some_and(|v| v == "true");
+    if init {
+        mini_init(c.raw_fd());
+    }
     Err(p.exec(&exe))
+}
+
+/// Overwrite our command line in place (what `ps` and /proc/1/cmdline show in the
+/// container): the host's paths and arguments are not the container's business.
+fn set_process_title(title: &str) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return };
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { return };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // arg_start and arg_end are fields 48 and 49 (1-based), i.e. rest[45] and rest[46].
+    let (Some(start), Some(end)) =
+        (f.get(45).and_then(|x| x.parse::<usize>().ok()), f.get(46).and_then(|x| x.parse::<usize>().ok()))
+    else {
+        return;
+    };
+    if end <= start {
+        return;
+    }
+    let len = end - start;
+    let bytes = title.as_bytes();
+    let n = bytes.len().min(len - 1);
+    // SAFETY: [arg_start, arg_end) is this process's own argument area (on its stack, writable),
+    // as the kernel reports it; we write within it and end with NUL bytes.
+    unsafe {
+        let p = start as *mut u8;
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, n);
+        std::ptr::write_bytes(p.add(n), 0, len - n);
+    }
+}
+
+/// Annotation asking for a minimal init as the container's pid 1 (Docker's `--init`).
+pub const INIT_ANNOTATION: &str = "berth.init";
+
+/// `--init`: fork; the child goes on to exec the container's process, this process stays pid
+/// 1, reaping every orphan and passing signals on to the child, and exits as the child does
+/// (its code, or 128 + the signal that killed it), as tini does. Returns in the child only.
+fn mini_init(channel_fd: RawFd) {
+    // SAFETY: plain sigset manipulation on a local; sigprocmask with valid pointers.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    let child = match sys::fork() {
+        Ok(0) => return, // the child execs (its signal mask is reset before exec)
+        Ok(pid) => pid,
+        Err(_) => return, // no init then: exec directly rather than fail the start
+    };
+    // Every descriptor beyond stdio goes: the start protocol waits for the sync channel's end
+    // (our copy closes now, the child's at exec), the caller's status pipe likewise, and the
+    // container's pid 1 must hold nothing of the host's.
+    let _ = channel_fd;
+    // SAFETY: close_range(3, ~0, 0) closes our own descriptors above stdio; nothing after
+    // this point uses any of them.
+    if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) } != 0 {
+        for fd in 3..1024 {
+            // SAFETY: as above, one descriptor at a time.
+            unsafe { libc::close(fd) };
+        }
+    }
+    set_process_title("berth-init");
+    loop {
+        // SAFETY: a zeroed siginfo_t is a valid out-buffer; set is a valid sigset.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let sig = unsafe { libc::sigwaitinfo(&set, &mut info) };
+        if sig < 0 {
+            continue;
+        }
+        if sig != libc::SIGCHLD {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(child, sig) };
+            continue;
+        }
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid with a valid status pointer.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid <= 0 {
+                break;
+            }
+            if pid == child {
+                let code =
+                    if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
+                sys::exit_now(code);
+            }
+        }
+    }
 }
 
 fn hook_state(l: &Launch, pid: &str, status: &str) -> String {
