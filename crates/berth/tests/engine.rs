@@ -687,3 +687,28 @@ fn init_ulimits_devices_and_privileged() {
     let d = e.ok(&["run", "--rm", "bb:1", "sh", "-c", "grep -E 'CapEff|Seccomp:' /proc/self/status"]);
     assert!(d.contains("CapEff:\t00000000a80425fb") && d.contains("Seccomp:\t2"), "{d}");
 }
+
+#[test]
+fn oom_kills_are_recorded() {
+    let e = Engine::new("oom");
+    let o = e.docker(&["run", "--name", "hog", "-m", "8m", "bb:1", "sh", "-c", "x=a; while true; do x=\"$x$x\"; done"]);
+    assert_eq!(o.status.code(), Some(137));
+    assert_eq!(e.ok(&["inspect", "-f", "{{.State.OOMKilled}} {{.State.ExitCode}}", "hog"]), "true 137\n");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1;
+    let ev = e.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &now.to_string(),
+        "--filter",
+        "event=oom",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    ]);
+    assert_eq!(ev, "hog\n");
+    // The flag is per run: a clean run after it clears it.
+    e.ok(&["rm", "hog"]);
+    e.ok(&["run", "--name", "fine", "-m", "8m", "bb:1", "true"]);
+    assert_eq!(e.ok(&["inspect", "-f", "{{.State.OOMKilled}}", "fine"]), "false\n");
+}

@@ -533,6 +533,20 @@ impl Manager {
         Ok(out)
     }
 
+    /// Processes the kernel's OOM killer killed in this cgroup (v1 `memory.oom_control`,
+    /// v2 `memory.events`); 0 when unknown.
+    pub fn oom_kills(&self) -> u64 {
+        let read = |p: PathBuf| {
+            std::fs::read_to_string(p)
+                .ok()
+                .and_then(|t| t.lines().find_map(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse().ok())))
+        };
+        if let Some(dir) = self.v1("memory") {
+            return read(dir.join("memory.oom_control")).unwrap_or(0);
+        }
+        self.v2_dir().and_then(|d| read(d.join("memory.events"))).unwrap_or(0)
+    }
+
     pub fn freeze(&self) -> Result<()> {
         self.set_frozen(true)
     }

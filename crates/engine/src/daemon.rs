@@ -43,6 +43,9 @@ pub struct ContainerState {
     /// Stopped by a user (stop/kill): restart policies other than `always` do not apply.
     #[serde(default)]
     pub stopped_by_user: bool,
+    /// The kernel's OOM killer struck in the container's last run.
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -543,6 +546,7 @@ impl Daemon {
             c.state.error.clear();
             c.state.started_at = berth_runtime::state::now_rfc3339();
             c.state.stopped_by_user = false;
+            c.state.oom_killed = false;
         })?;
         self.watch(id);
         Ok(())
@@ -709,6 +713,11 @@ impl Daemon {
 
     /// The container's process ended: record it, unmount, then auto-remove or restart.
     fn exited(self: &Arc<Self>, id: &str, code: i32) {
+        let oom = std::fs::read(self.exec_dir(id).join("exit.json"))
+            .ok()
+            .and_then(|d| serde_json::from_slice::<Value>(&d).ok())
+            .and_then(|v| v["oom_killed"].as_bool())
+            .unwrap_or(false);
         {
             let _guard = self.ops.lock().unwrap_or_else(|e| e.into_inner());
             self.cleanup_run(id);
@@ -719,9 +728,13 @@ impl Daemon {
             c.state.exit_code = code;
             c.state.finished_at = berth_runtime::state::now_rfc3339();
             c.state.exits += 1;
+            c.state.oom_killed = oom;
         }) else {
             return;
         };
+        if oom {
+            self.container_event(&c, "oom", json!({}));
+        }
         self.container_event(&c, "die", json!({"exitCode": code.to_string()}));
         if c.host_config["AutoRemove"].as_bool().unwrap_or(false) {
             let _ = self.remove_with(id, true, true);

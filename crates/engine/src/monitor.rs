@@ -217,15 +217,17 @@ fn run(o: &MonitorOpts) -> Result<(), String> {
             detach: false,
             preserve_fds: 0,
             notify_started: Some(status_w_raw),
-        }),
-        None => berth_runtime::container::run(&berth_runtime::container::CreateOpts {
+        })
+        .map(|code| (code, false)),
+        None => berth_runtime::container::run_outcome(&berth_runtime::container::CreateOpts {
             root: o.runtime_root.clone(),
             id: o.id.clone(),
             bundle: o.bundle.clone(),
             console_socket,
             notify_started: Some(status_w_raw),
             ..Default::default()
-        }),
+        })
+        .map(|o| (o.code, o.oom_killed)),
     };
     if result.is_err() {
         // SAFETY: the start never happened, so `run` did not close the fd; we own it.
@@ -236,8 +238,8 @@ fn run(o: &MonitorOpts) -> Result<(), String> {
     for fd in 0..3 {
         dup2(null.as_raw_fd(), fd);
     }
-    let code = match result {
-        Ok(code) => code,
+    let (code, oom_killed) = match result {
+        Ok(r) => r,
         Err(e) => {
             write_status(&o.dir, &format!("error: {e}"));
             if o.exec_process.is_some() {
@@ -265,7 +267,8 @@ fn run(o: &MonitorOpts) -> Result<(), String> {
         log.lock().unwrap_or_else(|e| e.into_inner()).flush();
     }
     let tmp = o.dir.join("exit.json.tmp");
-    let body = json!({"exit_code": code, "finished_at": berth_runtime::state::now_rfc3339()}).to_string();
+    let body = json!({"exit_code": code, "finished_at": berth_runtime::state::now_rfc3339(), "oom_killed": oom_killed})
+        .to_string();
     std::fs::write(&tmp, &body).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, o.dir.join("exit.json")).map_err(|e| format!("writing exit.json: {e}"))?;
     // The socket goes before waiters hear of the exit: a restart may bind a new one at once.

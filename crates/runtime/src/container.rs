@@ -153,6 +153,18 @@ pub fn create(opts: &CreateOpts) -> Result<State> {
 
 /// `run`: create + start, wait for the process and return its exit code (after delete).
 pub fn run(opts: &CreateOpts) -> Result<i32> {
+    run_outcome(opts).map(|o| o.code)
+}
+
+/// How a container run by [`run_outcome`] ended.
+pub struct Outcome {
+    pub code: i32,
+    /// The kernel's OOM killer killed a process in the container's cgroup.
+    pub oom_killed: bool,
+}
+
+/// [`run`], also telling whether the OOM killer struck (read before the cgroup goes).
+pub fn run_outcome(opts: &CreateOpts) -> Result<Outcome> {
     let detach = opts.detach;
     if !detach {
         // Orphans of the container (and its init, once stage-1 exits) are reparented to us.
@@ -201,12 +213,13 @@ pub fn run(opts: &CreateOpts) -> Result<i32> {
         }
     }
     if detach {
-        return Ok(0);
+        return Ok(Outcome { code: 0, oom_killed: false });
     }
     let code = wait_forwarding(st.pid, sigset.as_ref().expect("blocked"), relay.as_ref());
     drop(relay);
+    let oom_killed = Manager::from_state(st.cgroup.clone()).oom_kills() > 0;
     destroy(&sd, &st, &spec, true)?;
-    Ok(code)
+    Ok(Outcome { code, oom_killed })
 }
 
 fn block_signals() -> libc::sigset_t {
