@@ -62,7 +62,7 @@ fn run_output_exit_codes_stdin_and_bad_input() {
     let (code, body) = e.raw(
         "POST",
         "/containers/create",
-        r#"{"Image":"bb:1","Cmd":["true"],"HostConfig":{"Binds":["relative:/x"]}}"#,
+        r#"{"Image":"bb:1","Cmd":["true"],"HostConfig":{"Binds":["../relative:/x"]}}"#,
     );
     assert_eq!(code, 400, "{body}");
     let (code, _) = e.raw("GET", "/v1.12/version", "");
@@ -711,4 +711,45 @@ fn oom_kills_are_recorded() {
     e.ok(&["rm", "hog"]);
     e.ok(&["run", "--name", "fine", "-m", "8m", "bb:1", "true"]);
     assert_eq!(e.ok(&["inspect", "-f", "{{.State.OOMKilled}}", "fine"]), "false\n");
+}
+
+#[test]
+fn update_prune_and_system_df() {
+    let e = Engine::new("update");
+    let id = e.ok(&["run", "-d", "--name", "up", "-m", "64m", "bb:1", "sleep", "100"]).trim().to_string();
+    e.ok(&[
+        "update",
+        "-m",
+        "128m",
+        "--memory-swap",
+        "256m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "20",
+        "--restart",
+        "always",
+        "up",
+    ]);
+    // In effect in the cgroup (this host's v1 controllers), and kept for later starts.
+    let cg = |c: &str, f: &str| std::fs::read_to_string(format!("/sys/fs/cgroup/{c}/berth/{id}/{f}")).unwrap();
+    assert_eq!(cg("memory", "memory.limit_in_bytes").trim(), (128u64 << 20).to_string());
+    assert_eq!(cg("cpu", "cpu.cfs_quota_us").trim(), "50000");
+    assert_eq!(cg("pids", "pids.max").trim(), "20");
+    assert_eq!(
+        e.ok(&["inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.RestartPolicy.Name}}", "up"]),
+        format!("{} always\n", 128u64 << 20)
+    );
+    let o = e.docker(&["update", "--blkio-weight", "300", "up"]);
+    assert!(err(&o).contains("BlkioWeight cannot be updated"), "{}", err(&o));
+    let o = e.docker(&["update", "-m", "1m", "up"]);
+    assert!(!o.status.success());
+    // prune removes stopped containers only; df counts what is there.
+    e.ok(&["create", "--name", "idle", "bb:1", "true"]);
+    let pruned = e.ok(&["container", "prune", "-f"]);
+    assert_eq!(pruned.lines().filter(|l| l.len() == 64).count(), 1, "{pruned}");
+    assert_eq!(e.ok(&["ps", "-aq", "--no-trunc"]).trim(), id);
+    let df = e.ok(&["system", "df", "--format", "{{.Type}} {{.TotalCount}} {{.Active}}"]);
+    assert!(df.contains("Images 1 1") && df.contains("Containers 1 1"), "{df}");
+    e.ok(&["rm", "-f", "up"]);
 }

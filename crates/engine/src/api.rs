@@ -175,6 +175,10 @@ fn route(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
         ("GET", ["containers", id, "logs"]) => container_logs(d, conn, req, id)?,
         ("GET", ["events"]) => events(d, conn, req)?,
         ("GET", ["containers", id, "stats"]) => stats(d, conn, req, id)?,
+        ("GET" | "HEAD", ["containers", id, "archive"]) => crate::archive::get_archive(d, conn, req, id, m == "HEAD")?,
+        ("PUT", ["containers", id, "archive"]) => crate::archive::put_archive(d, conn, req, id)?,
+        ("GET", ["containers", id, "export"]) => crate::archive::export(d, conn, id)?,
+        ("GET", ["containers", id, "changes"]) => crate::archive::changes(d, conn, id)?,
         ("POST", ["volumes", "create"]) => {
             let b = conn.json_body(req)?;
             let v = d.volumes.create(
@@ -226,6 +230,36 @@ fn route(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
             let name = req.q("name").unwrap_or("");
             d.rename(id, name)?;
             conn.empty(204).map_err(io)?
+        }
+        ("POST", ["containers", id, "update"]) => {
+            let body = conn.json_body(req)?;
+            d.update_resources(id, &body)?;
+            conn.json(200, &json!({"Warnings": []})).map_err(io)?
+        }
+        ("POST", ["containers", "prune"]) => {
+            let _ = conn.body(req)?;
+            let filters = parse_filters(req.q("filters"))?;
+            let mut deleted = Vec::new();
+            let mut space = 0u64;
+            for c in d.list() {
+                if c.running()
+                    || !filters
+                        .iter()
+                        .all(|(k, v)| k == "label" && v.iter().all(|l| label_matches(&c.config["Labels"], l)))
+                {
+                    continue;
+                }
+                let size = crate::volumes::du(&d.dir(&c.id).join("rw"));
+                if d.remove(&c.id, false).is_ok() {
+                    space += size;
+                    deleted.push(c.id);
+                }
+            }
+            conn.json(200, &json!({"ContainersDeleted": deleted, "SpaceReclaimed": space})).map_err(io)?
+        }
+        ("GET", ["system", "df"]) => {
+            let v = system_df(d)?;
+            conn.json(200, &v).map_err(io)?
         }
         ("GET", ["containers", id, "top"]) => {
             let v = top(d, id, req.q("ps_args").unwrap_or(""))?;
@@ -552,7 +586,7 @@ fn inspect(d: &Daemon, c: &Container) -> Value {
             "Running": c.running() && s.status != "restarting",
             "Paused": s.status == "paused",
             "Restarting": s.status == "restarting",
-            "OOMKilled": false,
+            "OOMKilled": s.oom_killed,
             "Dead": false,
             "Pid": s.pid,
             "ExitCode": s.exit_code,
@@ -695,6 +729,35 @@ fn stats(d: &Arc<Daemon>, conn: &mut Conn, req: &Request, key: &str) -> ApiResul
         std::thread::sleep(Duration::from_secs(1));
     }
     out.finish().map_err(io)
+}
+
+/// `GET /system/df`: images, containers (their writable layers) and volumes, with sizes.
+fn system_df(d: &Daemon) -> ApiResult<Value> {
+    let images = list_images(d)?;
+    let cs: Vec<Value> = d
+        .list()
+        .iter()
+        .map(|c| {
+            json!({"Id": c.id, "Names": [format!("/{}", c.name)], "Image": c.image, "ImageID": c.image_id,
+                   "Command": command_line(c), "Created": unix_of(&c.created), "State": c.state.status,
+                   "Status": status_text(c), "SizeRw": crate::volumes::du(&d.dir(&c.id).join("rw/upper")),
+                   "SizeRootFs": 0, "Labels": c.config["Labels"], "Mounts": mounts_json(c)})
+        })
+        .collect();
+    let used = d.volumes_in_use();
+    let vols: Vec<Value> = d
+        .volumes
+        .list()
+        .iter()
+        .map(|v| {
+            let mut j = v.json();
+            j["UsageData"] =
+                json!({"Size": crate::volumes::du(&v.mountpoint), "RefCount": i64::from(used.contains(&v.name))});
+            j
+        })
+        .collect();
+    let layers: u64 = images.as_array().map(|a| a.iter().filter_map(|i| i["Size"].as_u64()).sum()).unwrap_or(0);
+    Ok(json!({"LayersSize": layers, "Images": images, "Containers": cs, "Volumes": vols, "BuildCache": []}))
 }
 
 /// `top`: the host's `ps` (with `ps_args`, default `-ef`), rows of the container's processes.

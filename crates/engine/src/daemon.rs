@@ -962,6 +962,85 @@ impl Daemon {
         Ok(())
     }
 
+    /// `update`: resources (applied to the running container's cgroups at once) and the
+    /// restart policy; both kept in the record for later starts.
+    pub fn update_resources(&self, key: &str, body: &Value) -> ApiResult<()> {
+        let c = self.find(key)?;
+        let obj = body.as_object().ok_or_else(|| ApiError::bad("update: the body must be a JSON object"))?;
+        const SUPPORTED: &[&str] =
+            &["Memory", "MemorySwap", "NanoCpus", "CpuShares", "CpuQuota", "CpuPeriod", "PidsLimit", "RestartPolicy"];
+        for (k, v) in obj {
+            let set = match v {
+                Value::Null => false,
+                Value::Number(n) => n.as_f64() != Some(0.0),
+                Value::String(s) => !s.is_empty(),
+                Value::Array(a) => !a.is_empty(),
+                Value::Object(o) => !o.is_empty() && k != "RestartPolicy" || o.get("Name").is_some_and(|n| n != ""),
+                Value::Bool(b) => *b,
+            };
+            if set && !SUPPORTED.contains(&k.as_str()) {
+                return Err(ApiError::bad(format!("update: {k} cannot be updated by Berth yet")));
+            }
+        }
+        let mut host = c.host_config.clone();
+        for k in SUPPORTED {
+            if let Some(v) = obj.get(*k).filter(|v| !v.is_null()) {
+                if *k == "RestartPolicy" {
+                    if v["Name"].as_str().unwrap_or("").is_empty() {
+                        continue;
+                    }
+                    if c.host_config["AutoRemove"].as_bool().unwrap_or(false) && v["Name"] != "no" {
+                        return Err(ApiError::bad(
+                            "Restart policy cannot be updated because AutoRemove is enabled for the container",
+                        ));
+                    }
+                } else if v.as_i64() == Some(0) {
+                    continue;
+                }
+                host[*k] = v.clone();
+            }
+        }
+        if let Some(m) = host["Memory"].as_i64().filter(|m| *m > 0) {
+            if m < 6 << 20 {
+                return Err(ApiError::bad("Minimum memory limit allowed is 6MB"));
+            }
+        }
+        if c.running() {
+            let mut r = json!({});
+            if let Some(m) = obj.get("Memory").and_then(|v| v.as_i64()).filter(|m| *m > 0) {
+                r["memory"]["limit"] = json!(m);
+            }
+            if let Some(m) = obj.get("MemorySwap").and_then(|v| v.as_i64()).filter(|m| *m != 0) {
+                r["memory"]["swap"] = json!(m);
+            }
+            if let Some(n) = obj.get("NanoCpus").and_then(|v| v.as_i64()).filter(|n| *n > 0) {
+                r["cpu"]["period"] = json!(100_000);
+                r["cpu"]["quota"] = json!(n * 100_000 / 1_000_000_000);
+            }
+            if let Some(q) = obj.get("CpuQuota").and_then(|v| v.as_i64()).filter(|q| *q > 0) {
+                r["cpu"]["quota"] = json!(q);
+            }
+            if let Some(p) = obj.get("CpuPeriod").and_then(|v| v.as_i64()).filter(|p| *p > 0) {
+                r["cpu"]["period"] = json!(p);
+            }
+            if let Some(sh) = obj.get("CpuShares").and_then(|v| v.as_i64()).filter(|s| *s > 0) {
+                r["cpu"]["shares"] = json!(sh);
+            }
+            if let Some(p) = obj.get("PidsLimit").and_then(|v| v.as_i64()).filter(|p| *p != 0) {
+                r["pids"] = json!({"limit": p});
+            }
+            let res: oci_spec::runtime::LinuxResources =
+                serde_json::from_value(r).map_err(|e| ApiError::bad(format!("update: {e}")))?;
+            let (_, st) = berth_runtime::container::load(&self.runtime_root(), &c.id)
+                .map_err(|e| ApiError::internal(format!("update: {e}")))?;
+            let mgr = berth_cgroups::Manager::from_state(st.cgroup);
+            mgr.validate(&res).map_err(|e| ApiError::bad(format!("update: {e}")))?;
+            mgr.apply(&res).map_err(|e| ApiError::internal(format!("update: {e}")))?;
+        }
+        self.update(&c.id, |c| c.host_config = host)?;
+        Ok(())
+    }
+
     /// `rename`.
     pub fn rename(&self, key: &str, new: &str) -> ApiResult<()> {
         let new = new.trim_start_matches('/');

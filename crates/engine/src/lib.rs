@@ -16,6 +16,7 @@
 //! - [`logs`]: json-file logs (write, rotate, read, follow).
 
 pub mod api;
+pub mod archive;
 pub mod daemon;
 pub mod events;
 pub mod exec;
