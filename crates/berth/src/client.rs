@@ -143,20 +143,32 @@ impl Client {
         body: Option<&Value>,
         upgrade: bool,
     ) -> Result<(BufReader<UnixStream>, u16, Headers)> {
-        let mut s = self.connect()?;
         let data = body.map(|b| b.to_string()).unwrap_or_default();
+        let ct = if body.is_some() { Some("application/json") } else { None };
+        self.send_bytes(method, path, ct, data.as_bytes(), upgrade)
+    }
+
+    fn send_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        data: &[u8],
+        upgrade: bool,
+    ) -> Result<(BufReader<UnixStream>, u16, Headers)> {
+        let mut s = self.connect()?;
         let mut head = format!("{method} {API}{path} HTTP/1.1\r\nHost: berth\r\nUser-Agent: berth-cli\r\n");
-        if body.is_some() {
-            head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", data.len()));
-        } else if method == "POST" {
+        if let Some(ct) = content_type {
+            head.push_str(&format!("Content-Type: {ct}\r\nContent-Length: {}\r\n", data.len()));
+        } else if method == "POST" || method == "PUT" {
             head.push_str("Content-Length: 0\r\n");
         }
         if upgrade {
             head.push_str("Connection: Upgrade\r\nUpgrade: tcp\r\n");
         }
         head.push_str("\r\n");
-        head.push_str(&data);
         s.write_all(head.as_bytes()).map_err(|e| local(format!("sending to the daemon: {e}")))?;
+        s.write_all(data).map_err(|e| local(format!("sending to the daemon: {e}")))?;
         let mut r = BufReader::new(s);
         let mut line = String::new();
         r.read_line(&mut line).map_err(|e| local(format!("reading from the daemon: {e}")))?;
@@ -212,6 +224,16 @@ impl Client {
         b.read_to_end(&mut data).map_err(|e| local(format!("reading from the daemon: {e}")))?;
         Self::check(status, &data)?;
         Ok(Response { body: data })
+    }
+
+    /// A call with a raw body (a tar for `PUT .../archive`).
+    pub fn call_raw(&self, method: &str, path: &str, content_type: &str, data: &[u8]) -> Result<Response> {
+        let (r, status, headers) = self.send_bytes(method, path, Some(content_type), data, false)?;
+        let mut b = Self::body(r, method, status, &headers);
+        let mut out = Vec::new();
+        b.read_to_end(&mut out).map_err(|e| local(format!("reading from the daemon: {e}")))?;
+        Self::check(status, &out)?;
+        Ok(Response { body: out })
     }
 
     pub fn get(&self, path: &str) -> Result<Value> {

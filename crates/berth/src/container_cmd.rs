@@ -102,6 +102,42 @@ enum Cmd {
     /// Manage volumes
     #[command(subcommand)]
     Volume(VolumeCmd),
+    /// Display containers' resource usage (one reading: --no-stream is the only mode)
+    Stats {
+        /// Show one reading and exit (required: a live view is not implemented)
+        #[arg(long)]
+        no_stream: bool,
+        /// Show all containers (default shows just running)
+        #[arg(short, long)]
+        all: bool,
+        /// Format: table, json, or a Go-template subset
+        #[arg(long)]
+        format: Option<String>,
+        containers: Vec<String>,
+    },
+    /// Get real-time events from the daemon
+    Events {
+        /// Show events created since this time (RFC 3339, unix seconds, or a duration like 10m)
+        #[arg(long)]
+        since: Option<String>,
+        /// Stream events until this time
+        #[arg(long)]
+        until: Option<String>,
+        /// Filter output (type=, event=, container=, image=, volume=, label=)
+        #[arg(short, long)]
+        filter: Vec<String>,
+        /// Format: json, or a Go-template subset
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Copy files between a container and the local filesystem (CONTAINER:PATH and a local path)
+    Cp {
+        /// Archive mode: keep uid/gid of the files copied in
+        #[arg(short, long)]
+        archive: bool,
+        src: String,
+        dst: String,
+    },
     /// Display system-wide information from the daemon
     Info {
         #[arg(short, long)]
@@ -481,6 +517,9 @@ fn dispatch(c: &Client, cmd: Cmd) -> R<i32> {
             Ok(0)
         }
         Cmd::Volume(v) => volume(c, v),
+        Cmd::Stats { no_stream, all, format, containers } => stats(c, no_stream, all, format, containers),
+        Cmd::Events { since, until, filter, format } => events(c, since, until, filter, format),
+        Cmd::Cp { archive, src, dst } => cp(c, archive, &src, &dst),
         Cmd::Info { format } => {
             let v = c.get("/info")?;
             if let Some(f) = format {
@@ -1338,6 +1377,241 @@ fn volume(c: &Client, v: VolumeCmd) -> R<i32> {
             println!("Total reclaimed space: {}B", v["SpaceReclaimed"].as_u64().unwrap_or(0));
             Ok(0)
         }
+    }
+}
+
+fn stats(c: &Client, no_stream: bool, all: bool, format: Option<String>, names: Vec<String>) -> R<i32> {
+    if !no_stream {
+        return Err(Fail(1, "a live stats view is not implemented yet: use --no-stream".into()));
+    }
+    let names: Vec<String> = if names.is_empty() {
+        let v = c.get(&format!("/containers/json?all={all}"))?;
+        v.as_array().cloned().unwrap_or_default().iter().map(|x| plain(&x["Id"])).collect()
+    } else {
+        names
+    };
+    let mut items = Vec::new();
+    for n in &names {
+        let mut body = c.stream("GET", &format!("/containers/{}/stats?stream=0", enc(n)), None)?;
+        let mut text = String::new();
+        body.read_to_string(&mut text).map_err(|e| Fail(1, format!("reading stats: {e}")))?;
+        let v: Value = serde_json::from_str(text.trim()).map_err(|e| Fail(1, format!("stats: {e}")))?;
+        let cpu = v["cpu_stats"]["cpu_usage"]["total_usage"].as_f64().unwrap_or(0.0)
+            - v["precpu_stats"]["cpu_usage"]["total_usage"].as_f64().unwrap_or(0.0);
+        let sys = v["cpu_stats"]["system_cpu_usage"].as_f64().unwrap_or(0.0)
+            - v["precpu_stats"]["system_cpu_usage"].as_f64().unwrap_or(0.0);
+        let ncpu = v["cpu_stats"]["online_cpus"].as_f64().unwrap_or(1.0);
+        let cpu_pct = if sys > 0.0 && cpu > 0.0 { cpu / sys * ncpu * 100.0 } else { 0.0 };
+        let m = &v["memory_stats"];
+        let cache = m["stats"]["total_inactive_file"].as_u64().or(m["stats"]["inactive_file"].as_u64()).unwrap_or(0);
+        let used = m["usage"].as_u64().unwrap_or(0).saturating_sub(cache);
+        let limit = m["limit"].as_u64().unwrap_or(0);
+        let mib = |b: u64| {
+            let b = b as f64;
+            if b >= (1u64 << 30) as f64 {
+                format!("{:.2}GiB", b / (1u64 << 30) as f64)
+            } else if b >= (1u64 << 20) as f64 {
+                format!("{:.2}MiB", b / (1u64 << 20) as f64)
+            } else {
+                format!("{:.2}KiB", b / 1024.0)
+            }
+        };
+        let id = plain(&v["id"]);
+        items.push(json!({
+            "ID": trunc_id(&id, false), "Container": n, "Name": plain(&v["name"]).trim_start_matches('/'),
+            "CPUPerc": format!("{cpu_pct:.2}%"),
+            "MemUsage": format!("{} / {}", mib(used), mib(limit)),
+            "MemPerc": format!("{:.2}%", if limit > 0 { used as f64 / limit as f64 * 100.0 } else { 0.0 }),
+            "NetIO": "0B / 0B", "BlockIO": "0B / 0B",
+            "PIDs": v["pids_stats"]["current"].as_u64().unwrap_or(0),
+        }));
+    }
+    let format = match format.as_deref() {
+        None | Some("table") => {
+            "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}"
+                .to_string()
+        }
+        Some(f) => f.to_string(),
+    };
+    let header = |f: &str| match f {
+        "ID" => "CONTAINER ID".to_string(),
+        "CPUPerc" => "CPU %".into(),
+        "MemUsage" => "MEM USAGE / LIMIT".into(),
+        "MemPerc" => "MEM %".into(),
+        "NetIO" => "NET I/O".into(),
+        "BlockIO" => "BLOCK I/O".into(),
+        other => other.to_uppercase(),
+    };
+    print_formatted(&format, &items, Some(&header))?;
+    Ok(0)
+}
+
+fn events(
+    c: &Client,
+    since: Option<String>,
+    until: Option<String>,
+    filter: Vec<String>,
+    format: Option<String>,
+) -> R<i32> {
+    let mut q = Vec::new();
+    if let Some(s) = &since {
+        q.push(format!("since={}", time_arg(s)?));
+    }
+    if let Some(u) = &until {
+        q.push(format!("until={}", time_arg(u)?));
+    }
+    if !filter.is_empty() {
+        q.push(format!("filters={}", enc(&filters_json(&filter)?)));
+    }
+    let mut body = c.stream("GET", &format!("/events?{}", q.join("&")), None)?;
+    let t = match format.as_deref() {
+        None | Some("json") => None,
+        Some(f) => Some(Template::parse(f).map_err(|e| Fail(1, e))?),
+    };
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let out = std::io::stdout();
+    loop {
+        let n = body.read(&mut chunk).map_err(|e| Fail(1, format!("reading events: {e}")))?;
+        if n == 0 {
+            return Ok(0);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=i).collect();
+            let Ok(v) = serde_json::from_slice::<Value>(&line) else { continue };
+            let text = match (&t, format.as_deref()) {
+                (Some(t), _) => t.render(&v).map_err(|e| Fail(1, e))?,
+                (None, Some("json")) => v.to_string(),
+                (None, _) => {
+                    let nanos = v["timeNano"].as_u64().unwrap_or(0);
+                    let when =
+                        berth_runtime::state::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(nanos));
+                    let attrs = v["Actor"]["Attributes"]
+                        .as_object()
+                        .map(|o| o.iter().map(|(k, x)| format!("{k}={}", plain(x))).collect::<Vec<_>>().join(", "))
+                        .unwrap_or_default();
+                    format!(
+                        "{when} {} {} {} ({attrs})",
+                        plain(&v["Type"]),
+                        plain(&v["Action"]),
+                        plain(&v["Actor"]["ID"])
+                    )
+                }
+            };
+            let mut o = out.lock();
+            let _ = writeln!(o, "{text}");
+            let _ = o.flush();
+        }
+    }
+}
+
+/// `cp CONTAINER:SRC DST` (a tar from the daemon unpacked here) or `cp SRC CONTAINER:DST`
+/// (a tar made here, unpacked by the daemon inside the container's root).
+fn cp(c: &Client, archive: bool, src: &str, dst: &str) -> R<i32> {
+    let split = |s: &str| -> Option<(String, String)> {
+        if s.starts_with('/') || s.starts_with('.') {
+            return None;
+        }
+        s.split_once(':').map(|(a, b)| (a.to_string(), b.to_string()))
+    };
+    let io = |what: &str, e: &dyn std::fmt::Display| Fail(1, format!("{what}: {e}"));
+    match (split(src), split(dst)) {
+        (Some((ctr, path)), None) => {
+            let mut body = c.stream("GET", &format!("/containers/{}/archive?path={}", enc(&ctr), enc(&path)), None)?;
+            let dest = std::path::Path::new(dst);
+            let unpack = |body: &mut crate::client::Body, into: &std::path::Path| -> R<()> {
+                let mut ar = tar::Archive::new(body);
+                ar.set_preserve_permissions(true);
+                ar.set_overwrite(true);
+                // unpack_in refuses entries that would land outside `into`.
+                for entry in ar.entries().map_err(|e| io("reading the archive", &e))? {
+                    let mut entry = entry.map_err(|e| io("reading the archive", &e))?;
+                    if !entry.unpack_in(into).map_err(|e| io("writing", &e))? {
+                        return Err(Fail(1, format!("refusing an archive entry outside {}", into.display())));
+                    }
+                }
+                Ok(())
+            };
+            if dest.is_dir() && !path.ends_with("/.") {
+                return unpack(&mut body, dest).map(|_| 0);
+            }
+            // A new name (or a directory's contents): unpack beside it, then move into place.
+            let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            if !parent.is_dir() {
+                return Err(Fail(1, format!("destination directory {} does not exist", parent.display())));
+            }
+            let tmp = parent.join(format!(".berth-cp-{}", std::process::id()));
+            std::fs::create_dir(&tmp).map_err(|e| io(&tmp.display().to_string(), &e))?;
+            let r = (|| -> R<()> {
+                unpack(&mut body, &tmp)?;
+                let mut top: Vec<std::path::PathBuf> =
+                    std::fs::read_dir(&tmp).map_err(|e| io("reading", &e))?.flatten().map(|e| e.path()).collect();
+                if path.ends_with("/.") {
+                    // The contents of a directory: into dst (made if missing).
+                    std::fs::create_dir_all(dest).map_err(|e| io(dst, &e))?;
+                    for t in top.drain(..) {
+                        let to = dest.join(t.file_name().unwrap_or_default());
+                        std::fs::rename(&t, &to).map_err(|e| io(&to.display().to_string(), &e))?;
+                    }
+                    return Ok(());
+                }
+                let [one] = top.as_slice() else { return Err(Fail(1, "the archive has no single top entry".into())) };
+                if dest.is_dir() {
+                    let _ = std::fs::remove_dir(dest);
+                }
+                std::fs::rename(one, dest).map_err(|e| io(dst, &e))
+            })();
+            let _ = std::fs::remove_dir_all(&tmp);
+            r.map(|_| 0)
+        }
+        (None, Some((ctr, path))) => {
+            let source = std::path::Path::new(src);
+            let meta = std::fs::symlink_metadata(source).map_err(|e| io(src, &e))?;
+            let name = source
+                .file_name()
+                .map(|n| n.to_os_string())
+                .ok_or_else(|| Fail(1, format!("{src}: cannot copy a path without a name")))?;
+            // Into an existing directory of the container, or as a new name in its parent.
+            let dir_exists = c
+                .call(
+                    "HEAD",
+                    &format!("/containers/{}/archive?path={}/.", enc(&ctr), enc(path.trim_end_matches('/'))),
+                    None,
+                )
+                .is_ok();
+            let (dir, entry_name) = if dir_exists {
+                (path.clone(), name)
+            } else {
+                let p = std::path::Path::new(&path);
+                let parent = p.parent().map(|x| x.to_string_lossy().into_owned()).filter(|x| !x.is_empty());
+                (parent.unwrap_or_else(|| "/".into()), p.file_name().map(|n| n.to_os_string()).unwrap_or(name))
+            };
+            let mut data = Vec::new();
+            {
+                let mut b = tar::Builder::new(&mut data);
+                b.follow_symlinks(false);
+                let r = if meta.is_dir() {
+                    b.append_dir_all(&entry_name, source)
+                } else {
+                    b.append_path_with_name(source, &entry_name)
+                };
+                r.map_err(|e| io(&format!("archiving {src}"), &e))?;
+                b.finish().map_err(|e| io(&format!("archiving {src}"), &e))?;
+            }
+            let q = format!(
+                "path={}&noOverwriteDirNonDir=true{}",
+                enc(&dir),
+                if archive { "&copyUIDGID=true" } else { "" }
+            );
+            c.call_raw("PUT", &format!("/containers/{}/archive?{q}", enc(&ctr)), "application/x-tar", &data)?;
+            Ok(0)
+        }
+        _ => Err(Fail(
+            1,
+            "copying between containers is not supported: one side must be CONTAINER:PATH, the other a local path"
+                .into(),
+        )),
     }
 }
 

@@ -37,6 +37,9 @@ Containers (through the daemon; -H/--host or $BERTH_HOST, default /run/berth/ber
   unpause    Unpause all processes within one or more containers
   rename     Rename a container
   port       List port mappings of a container
+  cp         Copy files between a container and the local filesystem
+  stats      Display containers' resource usage (--no-stream)
+  events     Get real-time events from the daemon
   volume     Manage volumes (create, ls, inspect, rm, prune)
   info       Display system-wide information from the daemon
 
@@ -91,7 +94,8 @@ fn main() {
             ) => image_cmd::main(args),
             Some(
                 "run" | "create" | "start" | "stop" | "restart" | "kill" | "rm" | "ps" | "logs" | "exec" | "inspect"
-                | "wait" | "top" | "pause" | "unpause" | "rename" | "port" | "volume" | "info",
+                | "wait" | "top" | "pause" | "unpause" | "rename" | "port" | "volume" | "info" | "stats" | "events"
+                | "cp",
             ) => {
                 // Global options before the verb: -H passes on, --data-root is the daemon's business.
                 let mut rest = vec![OsString::from("berth")];

@@ -414,6 +414,36 @@ fn the_berth_cli_speaks_the_api() {
     );
     let full: serde_json::Value = serde_json::from_str(&berth_ok(&e, &["inspect", "web"])).unwrap();
     assert_eq!(full[0]["Id"], id);
+    // cp both ways (a file, a directory, a new name), stats, events.
+    let local = e.dir.join("cpsrc");
+    std::fs::create_dir_all(&local).unwrap();
+    std::fs::write(local.join("f.txt"), "from host\n").unwrap();
+    berth_ok(&e, &["cp", local.join("f.txt").to_str().unwrap(), "web:/etc/"]);
+    berth_ok(&e, &["cp", local.to_str().unwrap(), "web:/copied"]);
+    assert_eq!(berth_ok(&e, &["exec", "web", "cat", "/etc/f.txt", "/copied/f.txt"]), "from host\nfrom host\n");
+    let back = e.dir.join("back");
+    std::fs::create_dir_all(&back).unwrap();
+    berth_ok(&e, &["cp", "web:/etc/passwd", back.to_str().unwrap()]);
+    berth_ok(&e, &["cp", "web:/copied", back.join("renamed").to_str().unwrap()]);
+    assert!(std::fs::read_to_string(back.join("passwd")).unwrap().starts_with("root:"));
+    assert_eq!(std::fs::read_to_string(back.join("renamed/f.txt")).unwrap(), "from host\n");
+    let st = berth_ok(&e, &["stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", "web"]);
+    assert!(st.starts_with("web "), "{st}");
+    let ev = berth_ok(
+        &e,
+        &[
+            "events",
+            "--since",
+            "1m",
+            "--until",
+            "0s",
+            "--filter",
+            "event=create",
+            "--format",
+            "{{.Actor.Attributes.name}}",
+        ],
+    );
+    assert!(ev.lines().any(|l| l == "web"), "{ev}");
     // pause/unpause/rename/stop/wait/start/restart/kill/rm.
     assert_eq!(berth_ok(&e, &["pause", "web"]), "web\n");
     assert_eq!(berth_ok(&e, &["inspect", "-f", "{{.State.Status}}", "web"]), "paused\n");
