@@ -1126,19 +1126,7 @@ fn trunc_id(id: &str, no_trunc: bool) -> String {
 }
 
 fn ago(unix: i64) -> String {
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let s = (now - unix).max(0);
-    match s {
-        0 => "Less than a second ago".into(),
-        1 => "1 second ago".into(),
-        2..=59 => format!("{s} seconds ago"),
-        60..=119 => "About a minute ago".into(),
-        120..=3599 => format!("{} minutes ago", s / 60),
-        3600..=7199 => "About an hour ago".into(),
-        7200..=172_799 => format!("{} hours ago", s / 3600),
-        _ => format!("{} days ago", s / 86400),
-    }
+    format!("{} ago", berth_runtime::state::human_duration(berth_runtime::state::unix_now() - unix))
 }
 
 /// The fields `ps --format` offers (Docker's names), from one `/containers/json` entry.

@@ -487,21 +487,7 @@ use berth_runtime::state::parse_rfc3339;
 /// Docker's "2 years ago" style.
 pub fn ago(created: Option<&str>) -> String {
     let Some(t) = created.and_then(parse_rfc3339) else { return "N/A".into() };
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let s = (now - t).max(0);
-    match s {
-        0 => "Less than a second ago".into(),
-        1..=59 => format!("{s} seconds ago"),
-        60..=119 => "About a minute ago".into(),
-        120..=3599 => format!("{} minutes ago", s / 60),
-        3600..=7199 => "About an hour ago".into(),
-        7200..=172_799 => format!("{} hours ago", s / 3600),
-        172_800..=1_209_599 => format!("{} days ago", s / 86400),
-        1_209_600..=5_183_999 => format!("{} weeks ago", s / 604_800),
-        5_184_000..=63_071_999 => format!("{} months ago", s / 2_592_000),
-        _ => format!("{} years ago", s / 31_536_000),
-    }
+    format!("{} ago", berth_runtime::state::human_duration(berth_runtime::state::unix_now() - t))
 }
 
 fn split_name(full: &str) -> (String, String, Option<Reference>) {

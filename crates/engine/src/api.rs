@@ -397,11 +397,7 @@ fn info(d: &Daemon) -> Value {
     let cs = d.list();
     let count = |s: &str| cs.iter().filter(|c| c.state.status == s).count();
     let images = d.images.list().map(|l| l.len()).unwrap_or(0);
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<u64>().ok()))
-        .unwrap_or(0)
-        * 1024;
+    let mem = crate::stats::host_memory();
     json!({
         "ID": "berth",
         "Containers": cs.len(),
@@ -492,19 +488,7 @@ pub fn unix_of(t: &str) -> i64 {
 }
 
 fn since(t: &str) -> String {
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let s = (now - unix_of(t)).max(0);
-    match s {
-        0 => "Less than a second".into(),
-        1 => "1 second".into(),
-        2..=59 => format!("{s} seconds"),
-        60..=119 => "About a minute".into(),
-        120..=3599 => format!("{} minutes", s / 60),
-        3600..=7199 => "About an hour".into(),
-        7200..=172_799 => format!("{} hours", s / 3600),
-        _ => format!("{} days", s / 86400),
-    }
+    berth_runtime::state::human_duration(berth_runtime::state::unix_now() - unix_of(t))
 }
 
 fn command_line(c: &Container) -> String {
@@ -832,14 +816,6 @@ fn finish_wait(mut out: crate::http::Chunked<'_>, code: i32) -> ApiResult<()> {
     out.finish().map_err(io)
 }
 
-fn frame(stream: u8, data: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(data.len() + 8);
-    f.extend_from_slice(&[stream, 0, 0, 0]);
-    f.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    f.extend_from_slice(data);
-    f
-}
-
 fn container_logs(d: &Arc<Daemon>, conn: &mut Conn, req: &Request, key: &str) -> ApiResult<()> {
     let c = d.find(key)?;
     let (stdout, stderr) = (req.flag("stdout"), req.flag("stderr"));
@@ -869,7 +845,7 @@ fn container_logs(d: &Arc<Daemon>, conn: &mut Conn, req: &Request, key: &str) ->
             if tty {
                 buf.extend_from_slice(&line);
             } else {
-                buf.extend_from_slice(&frame(r.stream, &line));
+                buf.extend_from_slice(&crate::monitor::frame(r.stream, &line));
             }
         }
         out.write_all(&buf)

@@ -121,6 +121,29 @@ fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// The exit code in a monitor directory's `exit.json`.
+pub(crate) fn read_exit_json(dir: &Path) -> Option<i32> {
+    let v: Value = serde_json::from_slice(&std::fs::read(dir.join("exit.json")).ok()?).ok()?;
+    v["exit_code"].as_i64().map(|c| c as i32)
+}
+
+/// Block until the process of the monitor in `dir` ends: its exit code from the monitor's
+/// `wait` answer, or (the monitor died without answering) from `exit.json`; `None` if unknown.
+pub(crate) fn wait_monitor(dir: &Path) -> Option<i32> {
+    if let Ok(mut s) = UnixStream::connect(dir.join("monitor.sock")) {
+        if s.write_all(b"wait\n").is_ok() {
+            let mut line = String::new();
+            if BufReader::new(&s).read_line(&mut line).is_ok() {
+                let code = serde_json::from_str::<Value>(&line).ok().and_then(|v| v["exit_code"].as_i64());
+                if let Some(c) = code {
+                    return Some(c as i32);
+                }
+            }
+        }
+    }
+    read_exit_json(dir)
+}
+
 /// Docker's name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
 fn valid_name(n: &str) -> bool {
     let b = n.as_bytes();
@@ -224,9 +247,7 @@ impl Daemon {
     }
 
     fn read_exit(&self, id: &str) -> Option<i32> {
-        let data = std::fs::read(self.exec_dir(id).join("exit.json")).ok()?;
-        let v: Value = serde_json::from_slice(&data).ok()?;
-        v["exit_code"].as_i64().map(|c| c as i32)
+        read_exit_json(&self.exec_dir(id))
     }
 
     pub fn list(&self) -> Vec<Container> {
@@ -690,18 +711,7 @@ impl Daemon {
         let d = self.clone();
         let id = id.to_string();
         std::thread::spawn(move || {
-            let sock = d.exec_dir(&id).join("monitor.sock");
-            let mut code = None;
-            if let Ok(mut s) = UnixStream::connect(&sock) {
-                if s.write_all(b"wait\n").is_ok() {
-                    let mut line = String::new();
-                    if BufReader::new(&s).read_line(&mut line).is_ok() {
-                        code = serde_json::from_str::<Value>(&line).ok().and_then(|v| v["exit_code"].as_i64());
-                    }
-                }
-            }
-            // The monitor died without answering: exit.json, or unknown.
-            let code = code.map(|c| c as i32).or_else(|| d.read_exit(&id)).unwrap_or(255);
+            let code = wait_monitor(&d.exec_dir(&id)).unwrap_or(255);
             d.exited(&id, code);
         });
     }

@@ -87,14 +87,9 @@ impl Daemon {
             e = self.exec_find(id)?;
         }
         if e.running {
-            let p = self.exec_dir_of(&e).join("exit.json");
-            if let Some(code) = std::fs::read(p)
-                .ok()
-                .and_then(|d| serde_json::from_slice::<Value>(&d).ok())
-                .and_then(|v| v["exit_code"].as_i64())
-            {
+            if let Some(code) = crate::daemon::read_exit_json(&self.exec_dir_of(&e)) {
                 e.running = false;
-                e.exit_code = Some(code as i32);
+                e.exit_code = Some(code);
             }
         }
         Ok(e.inspect())
@@ -259,22 +254,10 @@ impl Daemon {
         let eid = e.id.clone();
         let cid = e.container.clone();
         std::thread::spawn(move || {
-            let mut code = None;
-            if let Ok(mut s) = UnixStream::connect(dir.join("monitor.sock")) {
-                if s.write_all(b"wait\n").is_ok() {
-                    let mut line = String::new();
-                    if BufReader::new(&s).read_line(&mut line).is_ok() {
-                        code = serde_json::from_str::<Value>(&line).ok().and_then(|v| v["exit_code"].as_i64());
-                    }
-                }
-            }
-            let code = code.or_else(|| {
-                let v: Value = serde_json::from_slice(&std::fs::read(dir.join("exit.json")).ok()?).ok()?;
-                v["exit_code"].as_i64()
-            });
+            let code = crate::daemon::wait_monitor(&dir);
             d.exec_update(&eid, |x| {
                 x.running = false;
-                x.exit_code = Some(code.unwrap_or(137) as i32);
+                x.exit_code = Some(code.unwrap_or(137));
             });
             if let Ok(c) = d.find(&cid) {
                 d.container_event(&c, "exec_die", json!({"execID": eid, "exitCode": code.unwrap_or(137).to_string()}));

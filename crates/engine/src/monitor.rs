@@ -247,10 +247,7 @@ fn run(o: &MonitorOpts) -> Result<(), String> {
                 let msg = format!("OCI runtime exec failed: {e}\r\n");
                 let mut sh = lock(&state);
                 for c in sh.clients.drain(..) {
-                    let mut f = vec![1u8, 0, 0, 0];
-                    f.extend_from_slice(&(msg.len() as u32).to_be_bytes());
-                    f.extend_from_slice(msg.as_bytes());
-                    let _ = (&c.stream).write_all(&f);
+                    let _ = (&c.stream).write_all(&frame(1, msg.as_bytes()));
                     let _ = c.stream.shutdown(std::net::Shutdown::Both);
                 }
             }
@@ -287,6 +284,16 @@ fn run(o: &MonitorOpts) -> Result<(), String> {
     Ok(())
 }
 
+/// One frame of Docker's multiplexed stream (and of this socket's protocol):
+/// `[stream, 0, 0, 0, len (u32 BE)] + data`.
+pub fn frame(stream: u8, data: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(data.len() + 8);
+    f.extend_from_slice(&[stream, 0, 0, 0]);
+    f.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    f.extend_from_slice(data);
+    f
+}
+
 /// Copy one output stream to the log and to every attached client.
 fn pump(mut from: File, stream: u8, state: &State, log: &Option<Arc<Mutex<LogWriter>>>) {
     let mut buf = vec![0u8; 32 << 10];
@@ -301,10 +308,7 @@ fn pump(mut from: File, stream: u8, state: &State, log: &Option<Arc<Mutex<LogWri
         if let Some(log) = log {
             log.lock().unwrap_or_else(|e| e.into_inner()).write(stream, data);
         }
-        let mut frame = Vec::with_capacity(n + 8);
-        frame.extend_from_slice(&[stream, 0, 0, 0]);
-        frame.extend_from_slice(&(n as u32).to_be_bytes());
-        frame.extend_from_slice(data);
+        let frame = frame(stream, data);
         let mut sh = lock(state);
         sh.clients.retain_mut(|c| {
             let wanted = if stream == 2 { c.stderr } else { c.stdout };

@@ -26,6 +26,14 @@ fn kv(p: &Path) -> serde_json::Map<String, Value> {
     m
 }
 
+/// The host's memory in bytes (`MemTotal` of /proc/meminfo; 0 if unreadable).
+pub fn host_memory() -> u64 {
+    read(Path::new("/proc/meminfo"))
+        .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<u64>().ok()))
+        .unwrap_or(0)
+        * 1024
+}
+
 /// The host's total CPU time in nanoseconds (first line of /proc/stat, in USER_HZ).
 fn system_cpu_ns() -> u64 {
     let s = read(Path::new("/proc/stat")).unwrap_or_default();
@@ -90,12 +98,7 @@ pub fn sample(dirs: &[berth_cgroups::CgroupDir]) -> Sample {
     // Memory.
     let memory = if let Some(d) = v1("memory") {
         let limit = num(&d.join("memory.limit_in_bytes")).unwrap_or(u64::MAX);
-        let host = read(Path::new("/proc/meminfo"))
-            .and_then(|m| {
-                m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<u64>().ok())
-            })
-            .unwrap_or(0)
-            * 1024;
+        let host = host_memory();
         json!({
             "usage": num(&d.join("memory.usage_in_bytes")).unwrap_or(0),
             "max_usage": num(&d.join("memory.max_usage_in_bytes")).unwrap_or(0),
@@ -105,14 +108,7 @@ pub fn sample(dirs: &[berth_cgroups::CgroupDir]) -> Sample {
         })
     } else if let Some(d) = &v2 {
         let max = read(&d.join("memory.max")).unwrap_or_default();
-        let limit = max.trim().parse::<u64>().unwrap_or_else(|_| {
-            read(Path::new("/proc/meminfo"))
-                .and_then(|m| {
-                    m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<u64>().ok())
-                })
-                .unwrap_or(0)
-                * 1024
-        });
+        let limit = max.trim().parse::<u64>().unwrap_or_else(|_| host_memory());
         json!({"usage": num(&d.join("memory.current")).unwrap_or(0), "limit": limit, "stats": kv(&d.join("memory.stat"))})
     } else {
         json!({})
