@@ -73,6 +73,13 @@ enum Cmd {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Attach local standard input, output, and error to a running container
+    Attach {
+        /// Do not attach STDIN
+        #[arg(long)]
+        no_stdin: bool,
+        container: String,
+    },
     /// Block until containers stop, then print their exit codes
     Wait {
         #[arg(required = true)]
@@ -476,6 +483,7 @@ fn dispatch(c: &Client, cmd: Cmd) -> R<i32> {
             Ok(0)
         }
         Cmd::Ps(a) => ps(c, a),
+        Cmd::Attach { no_stdin, container } => attach(c, no_stdin, &container),
         Cmd::Logs(a) => logs(c, a),
         Cmd::Exec(a) => exec(c, a),
         Cmd::Inspect { format, names } => inspect(c, format, &names),
@@ -1601,6 +1609,32 @@ fn cp(c: &Client, archive: bool, src: &str, dst: &str) -> R<i32> {
                 .into(),
         )),
     }
+}
+
+/// `attach`: the container's output here (and our stdin there) until it ends; its exit code.
+fn attach(c: &Client, no_stdin: bool, name: &str) -> R<i32> {
+    let v = c.get(&format!("/containers/{}/json", enc(name)))?;
+    if !v["State"]["Running"].as_bool().unwrap_or(false) {
+        return Err(Fail(1, "You cannot attach to a stopped container, start it first".into()));
+    }
+    let tty = v["Config"]["Tty"].as_bool().unwrap_or(false);
+    let stdin = !no_stdin && v["Config"]["OpenStdin"].as_bool().unwrap_or(false);
+    let id = v["Id"].as_str().unwrap_or(name).to_string();
+    let q = format!("stream=1&stdout=1&stderr=1{}", if stdin { "&stdin=1" } else { "" });
+    let (mut r, w) = c.hijack(&format!("/containers/{id}/attach?{q}"), None)?;
+    let waiter = wait_thread(c, &id, "not-running")?;
+    let raw = RawMode::enter(tty && stdin);
+    if tty {
+        if let Some((h, wd)) = term_size() {
+            let _ = c.call("POST", &format!("/containers/{id}/resize?h={h}&w={wd}"), None);
+        }
+    }
+    if stdin {
+        pump_stdin(w);
+    }
+    let _ = demux(&mut r, tty);
+    drop(raw);
+    waiter.join().map_err(|_| Fail(1, "wait failed".into()))?.map_err(|e| Fail(1, e))
 }
 
 #[cfg(test)]

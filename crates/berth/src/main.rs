@@ -30,6 +30,7 @@ Containers (through the daemon; -H/--host or $BERTH_HOST, default /run/berth/ber
   ps         List containers
   logs       Fetch the logs of a container
   exec       Run a command in a running container
+  attach     Attach to a running container's input and output
   inspect    Display detailed information on containers, images or volumes
   wait       Block until containers stop, then print their exit codes
   top        Display the running processes of a container
@@ -93,9 +94,9 @@ fn main() {
                 | "system",
             ) => image_cmd::main(args),
             Some(
-                "run" | "create" | "start" | "stop" | "restart" | "kill" | "rm" | "ps" | "logs" | "exec" | "inspect"
-                | "wait" | "top" | "pause" | "unpause" | "rename" | "port" | "volume" | "info" | "stats" | "events"
-                | "cp",
+                "run" | "create" | "start" | "stop" | "restart" | "kill" | "rm" | "ps" | "logs" | "exec" | "attach"
+                | "inspect" | "wait" | "top" | "pause" | "unpause" | "rename" | "port" | "volume" | "info" | "stats"
+                | "events" | "cp",
             ) => {
                 // Global options before the verb: -H passes on, --data-root is the daemon's business.
                 let mut rest = vec![OsString::from("berth")];

@@ -414,6 +414,13 @@ fn the_berth_cli_speaks_the_api() {
     );
     let full: serde_json::Value = serde_json::from_str(&berth_ok(&e, &["inspect", "web"])).unwrap();
     assert_eq!(full[0]["Id"], id);
+    // attach: our stdin in, its output out, its exit code.
+    berth_ok(&e, &["run", "-d", "-i", "--name", "att", "bb:1", "sh", "-c", "read x; echo got $x; exit 9"]);
+    let o = berth(&e, &["attach", "att"], Some("hello\n"));
+    assert_eq!((o.status.code(), out(&o).as_str()), (Some(9), "got hello\n"), "{}", err(&o));
+    let o = berth(&e, &["attach", "att"], None);
+    assert!(err(&o).contains("cannot attach to a stopped container"), "{}", err(&o));
+    berth_ok(&e, &["rm", "att"]);
     // cp both ways (a file, a directory, a new name), stats, events.
     let local = e.dir.join("cpsrc");
     std::fs::create_dir_all(&local).unwrap();
