@@ -1286,11 +1286,17 @@ fn inspect(c: &Client, format: Option<String>, names: &[String]) -> R<i32> {
             }
         }
     }
-    match format.as_deref() {
+    print_inspected(format.as_deref(), found)?;
+    Ok(code)
+}
+
+/// `inspect` output: a JSON array (Docker's 4-space indent), or each object through `--format`.
+fn print_inspected(format: Option<&str>, found: Vec<Value>) -> R<()> {
+    match format {
         None | Some("json") => println!("{}", pretty(&Value::Array(found))),
         Some(f) => print_formatted(f, &found, None)?,
     }
-    Ok(code)
+    Ok(())
 }
 
 fn volume(c: &Client, v: VolumeCmd) -> R<i32> {
@@ -1343,10 +1349,7 @@ fn volume(c: &Client, v: VolumeCmd) -> R<i32> {
                     }
                 }
             }
-            match format.as_deref() {
-                None | Some("json") => println!("{}", pretty(&Value::Array(found))),
-                Some(f) => print_formatted(f, &found, None)?,
-            }
+            print_inspected(format.as_deref(), found)?;
             Ok(code)
         }
         VolumeCmd::Rm { force, names } => {

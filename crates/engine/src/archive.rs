@@ -35,7 +35,7 @@
 //! - `trusted.overlay.*` xattrs in an archive are never applied.
 
 use crate::daemon::{Container, Daemon};
-use crate::http::{ApiError, ApiResult, Conn, Request};
+use crate::http::{ApiError, ApiResult, Chunked, ChunkedWriter, Conn, Request};
 use base64::Engine as _;
 use berth_image::safepath;
 use serde_json::{json, Value};
@@ -46,7 +46,6 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 /// Most symlinks followed while resolving one path (Linux's own limit).
@@ -63,16 +62,7 @@ const OPAQUE_XATTR: &CStr = c"trusted.overlay.opaque";
 /// `GET /containers/{id}/archive?path=P` (a tar of P plus the stat header) and `HEAD` (the
 /// header only).
 pub fn get_archive(d: &Daemon, conn: &mut Conn, req: &Request, key: &str, head_only: bool) -> ApiResult<()> {
-    match archive(d, conn, req, key, head_only) {
-        // A HEAD response has no body (the client would read it as the next response): the
-        // error's status and length only, as Go's server sends.
-        Err(e) if head_only => {
-            let body = json!({ "message": e.message }).to_string().len() + 1;
-            let hs = [("Content-Type", "application/json".to_string()), ("Content-Length", body.to_string())];
-            write_head(conn, e.status, &hs).map_err(io_err)
-        }
-        r => r,
-    }
+    archive(d, conn, req, key, head_only)
 }
 
 fn archive(d: &Daemon, conn: &mut Conn, req: &Request, key: &str, head_only: bool) -> ApiResult<()> {
@@ -96,11 +86,11 @@ fn archive(d: &Daemon, conn: &mut Conn, req: &Request, key: &str, head_only: boo
     let stat = base64::engine::general_purpose::STANDARD.encode(stat.to_string());
     if head_only {
         drop(root);
-        return write_head(conn, 200, &[("X-Docker-Container-Path-Stat", stat), ("Content-Length", "0".into())])
+        return conn
+            .head(200, &[("X-Docker-Container-Path-Stat", stat), ("Content-Length", "0".into())])
             .map_err(io_err);
     }
-    write_head(
-        conn,
+    conn.head(
         200,
         &[
             ("Content-Type", "application/x-tar".into()),
@@ -111,7 +101,8 @@ fn archive(d: &Daemon, conn: &mut Conn, req: &Request, key: &str, head_only: boo
     .map_err(io_err)?;
     let base = go_base(&abs);
     let result = {
-        let mut tw = TarWriter::new(BufWriter::with_capacity(COPY_BUFFER, ChunkOut(&mut conn.stream)));
+        let mut tw =
+            TarWriter::new(BufWriter::with_capacity(COPY_BUFFER, ChunkedWriter(Chunked::new(&mut conn.stream))));
         tw.overrides = etc;
         tw.canon = canon;
         let r = match target {
@@ -187,10 +178,11 @@ pub fn export(d: &Daemon, conn: &mut Conn, key: &str) -> ApiResult<()> {
     let c = d.find(key)?;
     let root = RootFs::open(d, &c)?;
     let st = sys::fstat(root.fd()).map_err(|e| ApiError::internal(format!("exporting: {e}")))?;
-    write_head(conn, 200, &[("Content-Type", "application/x-tar".into()), ("Transfer-Encoding", "chunked".into())])
+    conn.head(200, &[("Content-Type", "application/x-tar".into()), ("Transfer-Encoding", "chunked".into())])
         .map_err(io_err)?;
     let result = {
-        let mut tw = TarWriter::new(BufWriter::with_capacity(COPY_BUFFER, ChunkOut(&mut conn.stream)));
+        let mut tw =
+            TarWriter::new(BufWriter::with_capacity(COPY_BUFFER, ChunkedWriter(Chunked::new(&mut conn.stream))));
         tw.dir(root.fd(), None, &st).and_then(|()| tw.finish())
     };
     drop(root);
@@ -242,38 +234,6 @@ fn finish_stream(conn: &mut Conn, result: io::Result<()>, what: &str) {
             let _ = conn.stream.shutdown(std::net::Shutdown::Both);
             conn.closed = true;
         }
-    }
-}
-
-/// A response head in the format of [`crate::http`] (which has no public way to add headers).
-fn write_head(conn: &mut Conn, status: u16, headers: &[(&str, String)]) -> io::Result<()> {
-    let mut h = format!("HTTP/1.1 {status} {}\r\n", crate::http::status_text(status));
-    h.push_str(&format!("Api-Version: {}\r\n", crate::API_VERSION));
-    h.push_str("Docker-Experimental: false\r\nOstype: linux\r\n");
-    h.push_str(&format!("Server: Docker/{} (linux)\r\n", crate::DOCKER_VERSION));
-    for (k, v) in headers {
-        h.push_str(&format!("{k}: {v}\r\n"));
-    }
-    h.push_str("\r\n");
-    conn.stream.write_all(h.as_bytes())?;
-    conn.stream.flush()
-}
-
-/// Chunked transfer encoding straight onto the connection.
-struct ChunkOut<'a>(&'a mut UnixStream);
-
-impl Write for ChunkOut<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        self.0.write_all(format!("{:x}\r\n", buf.len()).as_bytes())?;
-        self.0.write_all(buf)?;
-        self.0.write_all(b"\r\n")?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
     }
 }
 
@@ -944,28 +904,6 @@ impl<W: Write> TarWriter<W> {
 
 type Time = (i64, u32);
 
-/// A PAX time: decimal seconds with an optional fraction.
-fn parse_pax_time(v: &str) -> Option<Time> {
-    let (neg, v) = match v.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, v),
-    };
-    let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
-    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let secs: i64 = secs.parse().ok()?;
-    let mut nanos: u32 = 0;
-    for (i, b) in frac.bytes().take(9).enumerate() {
-        nanos += u32::from(b - b'0') * 10u32.pow(8 - i as u32);
-    }
-    Some(match (neg, nanos) {
-        (false, _) => (secs, nanos),
-        (true, 0) => (-secs, 0),
-        (true, n) => (-secs - 1, 1_000_000_000 - n),
-    })
-}
-
 struct Meta {
     mode: u32,
     uid: u32,
@@ -992,9 +930,13 @@ impl Meta {
                 let Ok(key) = ext.key() else { continue };
                 match key {
                     "mtime" => {
-                        m.mtime = ext.value().ok().and_then(parse_pax_time).ok_or_else(|| bad("bad PAX mtime"))?
+                        m.mtime = ext
+                            .value()
+                            .ok()
+                            .and_then(berth_image::unpack::parse_pax_time)
+                            .ok_or_else(|| bad("bad PAX mtime"))?
                     }
-                    "atime" => atime = ext.value().ok().and_then(parse_pax_time),
+                    "atime" => atime = ext.value().ok().and_then(berth_image::unpack::parse_pax_time),
                     _ => {
                         if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
                             let name = CString::new(name).map_err(|_| bad("xattr name contains a NUL byte"))?;

@@ -102,6 +102,8 @@ pub struct Conn {
     pub closed: bool,
     pub api_version: String,
     pending: BodyKind,
+    /// The request being answered is a HEAD: responses carry no body.
+    head_request: bool,
 }
 
 fn percent_decode(s: &str) -> String {
@@ -155,7 +157,14 @@ pub fn status_text(code: u16) -> &'static str {
 impl Conn {
     pub fn new(stream: UnixStream) -> io::Result<Conn> {
         let reader = BufReader::with_capacity(16 << 10, stream.try_clone()?);
-        Ok(Conn { reader, stream, closed: false, api_version: String::new(), pending: BodyKind::None })
+        Ok(Conn {
+            reader,
+            stream,
+            closed: false,
+            api_version: String::new(),
+            pending: BodyKind::None,
+            head_request: false,
+        })
     }
 
     /// The next request's head, or `None` at a clean end of the connection.
@@ -225,6 +234,7 @@ impl Conn {
             }
         };
         self.pending = body_kind;
+        self.head_request = method == "HEAD";
         Ok(Some(Request { method, path, version, query, headers }))
     }
 
@@ -260,7 +270,9 @@ impl Conn {
         serde_json::from_slice(&data).map_err(|e| ApiError::bad(format!("invalid JSON in the request body: {e}")))
     }
 
-    fn head(&mut self, status: u16, headers: &[(&str, String)]) -> io::Result<()> {
+    /// A response head (status line, the engine's fixed headers, `headers`), flushed; the
+    /// caller writes the body, if any.
+    pub fn head(&mut self, status: u16, headers: &[(&str, String)]) -> io::Result<()> {
         let mut h = format!("HTTP/1.1 {status} {}\r\n", status_text(status));
         h.push_str(&format!("Api-Version: {}\r\n", crate::API_VERSION));
         h.push_str("Docker-Experimental: false\r\nOstype: linux\r\n");
@@ -269,7 +281,8 @@ impl Conn {
             h.push_str(&format!("{k}: {v}\r\n"));
         }
         h.push_str("\r\n");
-        self.stream.write_all(h.as_bytes())
+        self.stream.write_all(h.as_bytes())?;
+        self.stream.flush()
     }
 
     /// A complete response with a body.
@@ -279,6 +292,11 @@ impl Conn {
             hs.push(("Content-Type", content_type.to_string()));
         }
         self.head(status, &hs)?;
+        if self.head_request {
+            // HEAD: the length the body would have, never the body (the client would read it
+            // as the next response).
+            return Ok(());
+        }
         self.stream.write_all(body)?;
         self.stream.flush()
     }
@@ -344,7 +362,12 @@ pub struct Chunked<'a> {
     stream: &'a mut UnixStream,
 }
 
-impl Chunked<'_> {
+impl<'a> Chunked<'a> {
+    /// Chunk encoding onto a connection whose head (with `Transfer-Encoding: chunked`) is out.
+    pub fn new(stream: &'a mut UnixStream) -> Chunked<'a> {
+        Chunked { stream }
+    }
+
     pub fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         if data.is_empty() {
             return Ok(());

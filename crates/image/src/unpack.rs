@@ -187,8 +187,9 @@ struct Meta {
     dev: (u32, u32),
 }
 
-/// A PAX time: decimal seconds with an optional fraction, possibly negative.
-fn parse_pax_time(v: &str) -> Option<Time> {
+/// A PAX time: decimal seconds with an optional fraction, possibly negative, as
+/// (seconds, nanoseconds).
+pub fn parse_pax_time(v: &str) -> Option<Time> {
     let (neg, v) = match v.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, v),
