@@ -223,6 +223,9 @@ impl Daemon {
         let dir = self.data_root.join("containers");
         let rd = std::fs::read_dir(&dir).map_err(|e| format!("listing {}: {e}", dir.display()))?;
         for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with('.') {
+                continue; // `.removing-<id>`: see `recover`
+            }
             let p = e.path().join("config.json");
             let Ok(data) = std::fs::read(&p) else { continue };
             let Ok(c) = serde_json::from_slice::<Container>(&data) else {
@@ -231,19 +234,93 @@ impl Daemon {
             };
             self.lock().insert(c.id.clone(), c);
         }
-        let running: Vec<String> = self.lock().values().filter(|c| c.running()).map(|c| c.id.clone()).collect();
-        for id in running {
-            if UnixStream::connect(self.exec_dir(&id).join("monitor.sock")).is_ok() {
-                self.watch(&id);
-                if let Ok(c) = self.find(&id) {
-                    self.watch_health(&c, false);
+        self.recover();
+        let all: Vec<Container> = self.lock().values().cloned().collect();
+        for c in all {
+            let id = &c.id;
+            let live = UnixStream::connect(self.exec_dir(id).join("monitor.sock")).is_ok();
+            if c.running() && live {
+                self.watch(id);
+                self.watch_health(&c, false);
+            } else if c.running() {
+                let code = self.read_exit(id).unwrap_or(255);
+                self.exited(id, code);
+            } else if live {
+                // A start the crash interrupted after the monitor came up: finish it.
+                let dir = self.exec_dir(id);
+                let started = match std::fs::read_to_string(dir.join("status")) {
+                    Ok(s) if s.starts_with("error: ") => Err(ApiError::bad(s)),
+                    Ok(s) => Ok(s.trim().parse().unwrap_or(0)),
+                    Err(_) => Self::tell_start(&dir),
+                };
+                match started {
+                    Ok(pid) => {
+                        let _ = self.update(id, |c| {
+                            c.state.status = "running".into();
+                            c.state.pid = pid;
+                            c.state.started_at = berth_runtime::state::now_rfc3339();
+                        });
+                        self.watch(id);
+                        self.watch_health(&c, true);
+                    }
+                    Err(e) => {
+                        eprintln!("berth daemon: finishing the start of {id}: {}", e.message);
+                        self.cleanup_run(id);
+                    }
                 }
             } else {
-                let code = self.read_exit(&id).unwrap_or(255);
-                self.exited(&id, code);
+                // Not running: nothing of a run may remain (a crash mid-start leaves a mount).
+                self.cleanup_run(id);
+                let _ = std::fs::remove_dir_all(self.exec_dir(id));
             }
         }
         Ok(())
+    }
+
+    /// After a crash: finish interrupted removals, undo interrupted creates, release image
+    /// holds of containers that no longer exist, and drop run state (monitor directories,
+    /// runtime state with its cgroups) that no container owns.
+    fn recover(&self) {
+        let root = self.data_root.join("containers");
+        for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_prefix(".removing-") {
+                eprintln!("berth daemon: finishing the removal of {id}");
+                self.finish_removal(id, &e.path());
+            } else if !e.path().join("config.json").exists() && e.path().is_dir() {
+                eprintln!("berth daemon: undoing the unfinished create of {name}");
+                let made: Vec<String> = std::fs::read(e.path().join("creating.json"))
+                    .ok()
+                    .and_then(|d| serde_json::from_slice(&d).ok())
+                    .unwrap_or_default();
+                let used = self.volumes_in_use();
+                for v in made.iter().filter(|v| !used.contains(*v)) {
+                    let _ = self.volumes.remove(v);
+                }
+                let _ = berth_image::imagestore::unmount(&e.path().join("rootfs"));
+                let _ = std::fs::remove_dir_all(e.path());
+                let _ = self.images.release(&name);
+            }
+        }
+        let ids: std::collections::BTreeSet<String> = self.lock().keys().cloned().collect();
+        for holder in self.images.holder_names().unwrap_or_default() {
+            if !ids.contains(&holder) {
+                let _ = self.images.release(&holder);
+            }
+        }
+        let known = |short: &str| ids.iter().any(|id| id.starts_with(short));
+        for e in std::fs::read_dir(self.exec_root.join("c")).into_iter().flatten().flatten() {
+            let short = e.file_name().to_string_lossy().into_owned();
+            if !known(&short) && UnixStream::connect(e.path().join("monitor.sock")).is_err() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        for e in std::fs::read_dir(self.runtime_root()).into_iter().flatten().flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            if !ids.contains(&id) {
+                let _ = berth_runtime::container::delete(&self.runtime_root(), &id, true);
+            }
+        }
     }
 
     fn read_exit(&self, id: &str) -> Option<i32> {
@@ -377,16 +454,42 @@ impl Daemon {
         if host["NetworkMode"].as_str().unwrap_or("").is_empty() {
             host["NetworkMode"] = json!("default");
         }
+        // Crash safety: the container's directory comes first, with `creating.json` naming the
+        // volumes this create makes; the record (config.json) completes the create. A restarted
+        // daemon undoes any directory that has no record (`recover`).
+        let dir = self.dir(&id);
+        for m in mounts.iter_mut().filter(|m| m.kind == "volume" && m.name.is_empty()) {
+            m.name = random_id();
+        }
+        let new_volumes: Vec<String> = mounts
+            .iter()
+            .filter(|m| m.kind == "volume" && self.volumes.get(&m.name).is_err())
+            .map(|m| m.name.clone())
+            .collect();
+        let undo = |made: &[String]| {
+            for n in made {
+                let _ = self.volumes.remove(n);
+            }
+            let _ = self.images.release(&id);
+            let _ = std::fs::remove_dir_all(&dir);
+        };
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| {
+                write_atomic(&dir.join("creating.json"), &serde_json::to_vec(&new_volumes).unwrap_or_default())
+            })
+            .map_err(|e| {
+                undo(&[]);
+                ApiError::internal(format!("creating container: {e}"))
+            })?;
+        crate::failpoint::hit("create.dir");
         // Volumes: named ones made if missing (as Docker does), anonymous ones made now.
         let mut made: Vec<String> = Vec::new();
         for m in mounts.iter_mut().filter(|m| m.kind == "volume") {
-            let existed = !m.name.is_empty() && self.volumes.get(&m.name).is_ok();
+            let existed = self.volumes.get(&m.name).is_ok();
             let v = match self.volumes.create(&m.name, "local", &json!({}), &json!({}), m.anonymous) {
                 Ok(v) => v,
                 Err(e) => {
-                    for n in &made {
-                        let _ = self.volumes.remove(n);
-                    }
+                    undo(&made);
                     return Err(e);
                 }
             };
@@ -396,6 +499,7 @@ impl Daemon {
             m.name = v.name.clone();
             m.source = v.mountpoint.to_string_lossy().into_owned();
         }
+        crate::failpoint::hit("create.volumes");
         let c = Container {
             id: id.clone(),
             name,
@@ -411,16 +515,17 @@ impl Daemon {
             mounts,
             health: None,
         };
-        std::fs::create_dir_all(self.dir(&id)).map_err(|e| ApiError::internal(format!("creating container: {e}")))?;
-        self.images.hold(&id, &rec.id).map_err(|e| ApiError::internal(e.to_string()))?;
+        if let Err(e) = self.images.hold(&id, &rec.id) {
+            undo(&made);
+            return Err(ApiError::internal(e.to_string()));
+        }
+        crate::failpoint::hit("create.hold");
         if let Err(e) = self.save(&c) {
-            let _ = self.images.release(&id);
-            let _ = std::fs::remove_dir_all(self.dir(&id));
-            for n in &made {
-                let _ = self.volumes.remove(n);
-            }
+            undo(&made);
             return Err(e);
         }
+        let _ = std::fs::remove_file(dir.join("creating.json"));
+        crate::failpoint::hit("create.saved");
         self.lock().insert(id, c.clone());
         self.container_event(&c, "create", json!({}));
         Ok(c)
@@ -484,6 +589,7 @@ impl Daemon {
         // Left mounted by a crash?
         let _ = berth_image::imagestore::unmount(&rootfs);
         self.images.mount(&rec, &dir.join("rw"), &rootfs).map_err(|e| internal("mounting the root filesystem", &e))?;
+        crate::failpoint::hit("start.mounted");
         let etc = dir.join("etc");
         std::fs::create_dir_all(&etc).map_err(|e| internal("creating etc", &e))?;
         let hostname = c.config["Hostname"].as_str().unwrap_or(&id[..12]).to_string();
@@ -555,12 +661,14 @@ impl Daemon {
         let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(id).unwrap_or_default();
         let sock = exec_dir.join("monitor.sock");
         let pid = self.launch_monitor(cmd, &exec_dir, |_| {
+            crate::failpoint::hit("start.monitor");
             for p in pending {
                 if let Err(e) = self.bridge(&sock, p.client, p.early, p.stdin, p.stdout, p.stderr, c.tty()) {
                     eprintln!("berth daemon: attach to {id}: {e}");
                 }
             }
         })?;
+        crate::failpoint::hit("start.started");
         self.update(id, |c| {
             c.state.status = "running".into();
             c.state.pid = pid;
@@ -614,6 +722,14 @@ impl Daemon {
             let _ = child.wait();
         });
         attach(&sock);
+        Self::tell_start(dir)
+    }
+
+    /// Tell the monitor in `dir` (listening, not yet started) to start its process; wait for
+    /// the outcome: the process's pid.
+    fn tell_start(dir: &Path) -> ApiResult<i32> {
+        let internal = |what: &str, e: &dyn std::fmt::Display| ApiError::internal(format!("{what}: {e}"));
+        let sock = dir.join("monitor.sock");
         let mut ctl = UnixStream::connect(&sock).map_err(|e| internal("connecting to the monitor", &e))?;
         ctl.write_all(b"start\n").map_err(|e| internal("starting", &e))?;
         let mut ok = String::new();
@@ -732,6 +848,7 @@ impl Daemon {
             let _guard = self.ops.lock().unwrap_or_else(|e| e.into_inner());
             self.cleanup_run(id);
         }
+        crate::failpoint::hit("exit.cleaned");
         let Ok(c) = self.update(id, |c| {
             c.state.status = "exited".into();
             c.state.pid = 0;
@@ -882,25 +999,51 @@ impl Daemon {
         let _guard = self.ops.lock().unwrap_or_else(|e| e.into_inner());
         self.cleanup_run(&c.id);
         let _ = std::fs::remove_dir_all(self.exec_dir(&c.id));
-        std::fs::remove_dir_all(self.dir(&c.id))
-            .map_err(|e| ApiError::internal(format!("removing container {}: {e}", c.id)))?;
-        let _ = self.images.release(&c.id);
+        // Crash safety: the directory is renamed out of the way first (one atomic step: a
+        // restarted daemon sees the container whole or going), then its volumes, its files and
+        // its image hold go; `recover` finishes a removal a crash interrupted.
+        let dir = self.dir(&c.id);
+        if volumes {
+            std::fs::write(dir.join("remove-volumes"), b"")
+                .map_err(|e| ApiError::internal(format!("removing container {}: {e}", c.id)))?;
+        }
+        let going = self.data_root.join("containers").join(format!(".removing-{}", c.id));
+        std::fs::rename(&dir, &going).map_err(|e| ApiError::internal(format!("removing container {}: {e}", c.id)))?;
+        self.lock().remove(&c.id);
+        crate::failpoint::hit("rm.renamed");
         for p in self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&c.id).unwrap_or_default() {
             let _ = p.client.shutdown(std::net::Shutdown::Both);
         }
-        self.lock().remove(&c.id);
         self.changed.notify_all();
         self.container_event(&c, "destroy", json!({}));
-        if volumes {
-            let used = self.volumes_in_use();
-            for m in c.mounts.iter().filter(|m| m.kind == "volume" && m.anonymous && !used.contains(&m.name)) {
-                let _ = self.volumes.remove(&m.name);
-            }
-        }
+        self.finish_removal(&c.id, &going);
         Ok(())
     }
 
-    /// A container event, with Docker's attributes (image, name, labels, and `extra`).
+    /// The rest of a removal, from the renamed directory: anonymous volumes (if asked), the
+    /// files, the image hold. Also what `recover` runs for a removal a crash interrupted.
+    fn finish_removal(&self, id: &str, going: &Path) {
+        if going.join("remove-volumes").exists() {
+            let used = self.volumes_in_use();
+            let rec = std::fs::read(going.join("config.json"))
+                .ok()
+                .and_then(|d| serde_json::from_slice::<Container>(&d).ok());
+            for m in rec.iter().flat_map(|c| c.mounts.iter()) {
+                if m.kind == "volume" && m.anonymous && !used.contains(&m.name) {
+                    let _ = self.volumes.remove(&m.name);
+                }
+            }
+            crate::failpoint::hit("rm.volumes");
+        }
+        // A crash may have left the root filesystem mounted; never delete through a mount.
+        let _ = berth_image::imagestore::unmount(&going.join("rootfs"));
+        if let Err(e) = std::fs::remove_dir_all(going) {
+            eprintln!("berth daemon: removing {}: {e}", going.display());
+        }
+        crate::failpoint::hit("rm.deleted");
+        let _ = self.images.release(id);
+    }
+
     pub fn container_event(&self, c: &Container, action: &str, extra: Value) {
         let mut attrs = json!({"image": c.image, "name": c.name});
         if let Some(l) = c.config["Labels"].as_object() {

@@ -12,16 +12,20 @@
 //! - [`health`]: healthchecks, probed as execs.
 //! - [`spec`]: Docker's container config → OCI runtime spec.
 //! - [`volumes`]: named and anonymous volumes of the local driver.
+//! - [`images_api`]: image import, registry login, image list filters and prune.
 //! - [`monitor`]: the process that runs one container and outlives the daemon.
 //! - [`logs`]: json-file logs (write, rotate, read, follow).
+//! - [`failpoint`]: named crash points for the crash-safety tests (`BERTH_FAILPOINT`).
 
 pub mod api;
 pub mod archive;
 pub mod daemon;
 pub mod events;
 pub mod exec;
+pub mod failpoint;
 pub mod health;
 pub mod http;
+pub mod images_api;
 pub mod logs;
 pub mod monitor;
 pub mod spec;

@@ -653,6 +653,11 @@ impl ImageStore {
         })
     }
 
+    /// Every holder's name (the engine releases those of containers that no longer exist).
+    pub fn holder_names(&self) -> Result<Vec<String>> {
+        Ok(self.holders()?.into_iter().map(|(h, _)| h).collect())
+    }
+
     fn holders(&self) -> Result<Vec<(String, String)>> {
         self.with_db(|db| {
             let r = db.begin_read().map_err(|e| db_err("begin", e))?;

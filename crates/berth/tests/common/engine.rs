@@ -55,7 +55,13 @@ impl Engine {
     }
 
     pub fn start_daemon(&mut self) {
+        self.start_daemon_env(&[]);
+    }
+
+    /// Start the daemon with extra environment (e.g. `BERTH_FAILPOINT`).
+    pub fn start_daemon_env(&mut self, env: &[(&str, &str)]) {
         let child = Command::new(BERTH)
+            .envs(env.iter().copied())
             .arg("daemon")
             .arg("--data-root")
             .arg(self.dir.join("data"))
@@ -79,6 +85,21 @@ impl Engine {
         if let Some(mut c) = self.daemon.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// Whether the daemon process ended (by itself) within `t`.
+    pub fn daemon_died_within(&mut self, t: Duration) -> bool {
+        let deadline = Instant::now() + t;
+        loop {
+            match self.daemon.as_mut().map(|c| c.try_wait()) {
+                None | Some(Ok(Some(_))) | Some(Err(_)) => {
+                    self.daemon = None;
+                    return true;
+                }
+                Some(Ok(None)) if Instant::now() > deadline => return false,
+                Some(Ok(None)) => std::thread::sleep(Duration::from_millis(10)),
+            }
         }
     }
 
