@@ -297,6 +297,7 @@ fn route(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
             conn.empty(200).map_err(io)?
         }
         ("POST", ["images", "create"]) => pull(d, conn, req)?,
+        ("POST", ["auth"]) => crate::images_api::auth(conn, req)?,
         ("POST", ["images", rest @ .., "tag"]) if !rest.is_empty() => {
             let name = rest.join("/");
             let repo = req.q("repo").unwrap_or("");
@@ -326,29 +327,13 @@ fn route(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
         }
         ("GET", ["images", rest @ .., "get"]) if !rest.is_empty() => save(d, conn, &[rest.join("/")])?,
         ("POST", ["images", "load"]) => load(d, conn, req)?,
-        ("POST", ["images", "prune"]) => {
-            let _ = conn.body(req)?;
-            let filters = parse_filters(req.q("filters"))?;
-            let all =
-                filters.iter().any(|(k, v)| k == "dangling" && v.iter().any(|x| matches!(x.as_str(), "false" | "0")));
-            let mut deleted = Vec::new();
-            let held: std::collections::BTreeSet<String> = d.list().into_iter().map(|c| c.image_id).collect();
-            for (rec, names) in d.images.list().map_err(|e| ApiError::internal(e.to_string()))? {
-                if (names.is_empty() || all) && !held.contains(rec.id.as_str()) {
-                    if let Ok(lines) = d.images.remove(rec.id.as_str(), true) {
-                        deleted.extend(lines.iter().filter_map(|l| l.split_once(": ")).map(|(k, v)| json!({ k: v })));
-                    }
-                }
-            }
-            let report = d.images.gc().map_err(|e| ApiError::internal(e.to_string()))?;
-            conn.json(200, &json!({"ImagesDeleted": deleted, "SpaceReclaimed": report.bytes})).map_err(io)?
-        }
+        ("POST", ["images", "prune"]) => crate::images_api::prune(d, conn, req)?,
         ("GET", ["images", rest @ .., "history"]) if !rest.is_empty() => {
             let v = history(d, &rest.join("/"))?;
             conn.json(200, &v).map_err(io)?
         }
         ("GET", ["images", "json"]) => {
-            let v = list_images(d)?;
+            let v = crate::images_api::list(d, req)?;
             conn.json(200, &v).map_err(io)?
         }
         ("GET", ["images", rest @ .., "json"]) if !rest.is_empty() => {
@@ -456,7 +441,7 @@ pub fn parse_filters(s: Option<&str>) -> ApiResult<Vec<(String, Vec<String>)>> {
     Ok(out)
 }
 
-fn label_matches(labels: &Value, want: &str) -> bool {
+pub(crate) fn label_matches(labels: &Value, want: &str) -> bool {
     match want.split_once('=') {
         Some((k, v)) => labels[k].as_str() == Some(v),
         None => labels.get(want).is_some(),
@@ -887,7 +872,7 @@ fn image_names(d: &Daemon, id: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn list_images(d: &Daemon) -> ApiResult<Value> {
+pub(crate) fn list_images(d: &Daemon) -> ApiResult<Value> {
     let mut out = Vec::new();
     let users: Vec<String> = d.list().into_iter().map(|c| c.image_id).collect();
     for (rec, names) in d.images.list().map_err(|e| ApiError::internal(e.to_string()))? {
@@ -932,13 +917,14 @@ impl berth_registry::pull::PullProgress for StreamProgress<'_> {
     }
 }
 
-/// `POST /images/create?fromImage=&tag=&platform=`: a pull, reported as Docker's JSON stream.
+/// `POST /images/create?fromImage=&tag=&platform=`: a pull, reported as Docker's JSON stream
+/// (`fromSrc=` instead: an import, in `images_api`).
 fn pull(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
-    let _ = conn.body(req)?;
     let from = req.q("fromImage").unwrap_or("");
     if from.is_empty() {
-        return Err(ApiError::bad("importing images (fromSrc) is not supported yet: use `berth import`"));
+        return crate::images_api::import(d, conn, req);
     }
+    let _ = conn.body(req)?;
     let tag = req.q("tag").unwrap_or("");
     let full = if tag.is_empty() {
         from.to_string()

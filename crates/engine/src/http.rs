@@ -239,7 +239,7 @@ impl Conn {
     }
 
     /// A reader of the current request's body (nothing when it has none).
-    pub fn body_reader(&mut self) -> Box<dyn Read + '_> {
+    pub fn body_reader(&mut self) -> Box<dyn Read + Send + '_> {
         let kind = std::mem::replace(&mut self.pending, BodyKind::None);
         match kind {
             BodyKind::None => Box::new(io::empty()),

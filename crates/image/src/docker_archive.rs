@@ -10,7 +10,7 @@
 
 use crate::compression::{decompress, detect, Compression};
 use crate::digest::{Digest, HashReader};
-use crate::error::{Context, Error, ErrorKind, Result};
+use crate::error::{quoted, Context, Error, ErrorKind, Result};
 use crate::imagestore::{config_diff_ids, ImageRecord, ImageStore, LayerDesc};
 use crate::reference::Reference;
 use serde_json::{json, Value};
@@ -377,21 +377,205 @@ pub struct ImportOptions {
     pub created: String,
 }
 
+impl ImportOptions {
+    /// The options `berth import` and `POST /images/create?fromSrc=-` share: the platform
+    /// (an arm64 image records no variant, as Docker's), each of `changes` applied in order
+    /// (see [`apply_change`]), the commit message and the creation time (RFC 3339).
+    pub fn new(
+        os: &str,
+        architecture: &str,
+        variant: Option<&str>,
+        changes: &[String],
+        message: Option<&str>,
+        created: String,
+    ) -> Result<ImportOptions> {
+        let mut config = json!({});
+        for c in changes {
+            apply_change(&mut config, c)?;
+        }
+        Ok(ImportOptions {
+            os: os.to_string(),
+            architecture: architecture.to_string(),
+            variant: variant.filter(|_| architecture != "arm64").map(str::to_string),
+            config,
+            comment: message.filter(|m| !m.is_empty()).map(str::to_string),
+            created,
+        })
+    }
+}
+
+/// The instructions `import` accepts as changes, as Docker names them.
+pub const IMPORT_CHANGES: &str = "CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, WORKDIR, VOLUME, STOPSIGNAL";
+
+/// Split `s` into words at unquoted whitespace; quotes (`"..."`, `'...'`) group and are removed,
+/// a backslash escapes the next character.
+fn shell_words(s: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some('"'), '\\') | (None, '\\') => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+                in_word = true;
+            }
+            (Some(_), c) => cur.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quote.is_some() {
+        return Err(Error::new(ErrorKind::InvalidArgument, format!("unterminated quote in {}", quoted(s))));
+    }
+    if in_word {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+/// One Dockerfile instruction applied to an image config's `config` object (what `docker
+/// import --change` accepts): CMD, ENTRYPOINT (JSON or shell form), ENV and LABEL
+/// (`k=v ...` or `k v`), EXPOSE (`80`, `53/udp`), USER, WORKDIR, VOLUME (JSON or words),
+/// STOPSIGNAL. Anything else is refused, naming the instruction.
+pub fn apply_change(cfg: &mut Value, change: &str) -> Result<()> {
+    let change = change.trim();
+    let (instr, rest) = change.split_once(char::is_whitespace).unwrap_or((change, ""));
+    let rest = rest.trim();
+    let bad_arg = |why: &str| Error::new(ErrorKind::InvalidArgument, format!("change {}: {why}", quoted(change)));
+    let json_list = |r: &str| serde_json::from_str::<Vec<String>>(r).ok();
+    let cmd_form = |r: &str| -> Value {
+        match json_list(r) {
+            Some(v) => json!(v),
+            None => json!(["/bin/sh", "-c", r]),
+        }
+    };
+    let kv = |r: &str| -> Result<Vec<(String, String)>> {
+        let words = shell_words(r)?;
+        if words.first().is_some_and(|w| w.contains('=')) {
+            words
+                .iter()
+                .map(|w| {
+                    w.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .ok_or_else(|| bad_arg(&format!("{w:?} is not KEY=VALUE")))
+                })
+                .collect()
+        } else {
+            // The legacy form: the first word is the key, the rest of the line the value.
+            let (k, v) = r.split_once(char::is_whitespace).ok_or_else(|| bad_arg("needs KEY=VALUE or KEY VALUE"))?;
+            Ok(vec![(k.to_string(), v.trim().to_string())])
+        }
+    };
+    let upper = instr.to_ascii_uppercase();
+    if rest.is_empty() && !upper.is_empty() {
+        return Err(bad_arg(&format!("{upper} needs an argument")));
+    }
+    match upper.as_str() {
+        "CMD" => cfg["Cmd"] = cmd_form(rest),
+        "ENTRYPOINT" => cfg["Entrypoint"] = cmd_form(rest),
+        "WORKDIR" => cfg["WorkingDir"] = json!(rest),
+        "USER" => cfg["User"] = json!(rest),
+        "STOPSIGNAL" => cfg["StopSignal"] = json!(rest),
+        "ENV" => {
+            let mut env: Vec<Value> = cfg["Env"].as_array().cloned().unwrap_or_default();
+            for (k, v) in kv(rest)? {
+                if k.is_empty() {
+                    return Err(bad_arg("an empty variable name"));
+                }
+                env.retain(|x| x.as_str().is_none_or(|s| !s.starts_with(&format!("{k}="))));
+                env.push(json!(format!("{k}={v}")));
+            }
+            cfg["Env"] = json!(env);
+        }
+        "LABEL" => {
+            for (k, v) in kv(rest)? {
+                if !cfg["Labels"].is_object() {
+                    cfg["Labels"] = json!({});
+                }
+                cfg["Labels"][k] = json!(v);
+            }
+        }
+        "EXPOSE" => {
+            for p in rest.split_whitespace() {
+                let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+                let ok_port = |x: &str| x.parse::<u16>().is_ok_and(|n| n > 0);
+                let ok = match port.split_once('-') {
+                    Some((a, b)) => ok_port(a) && ok_port(b),
+                    None => ok_port(port),
+                };
+                if !ok || !matches!(proto.to_ascii_lowercase().as_str(), "tcp" | "udp" | "sctp") {
+                    return Err(bad_arg(&format!("invalid port {p:?}")));
+                }
+                if !cfg["ExposedPorts"].is_object() {
+                    cfg["ExposedPorts"] = json!({});
+                }
+                cfg["ExposedPorts"][format!("{port}/{}", proto.to_ascii_lowercase())] = json!({});
+            }
+        }
+        "VOLUME" => {
+            let paths = match json_list(rest) {
+                Some(v) => v,
+                None => shell_words(rest)?,
+            };
+            for p in paths {
+                if !p.starts_with('/') {
+                    return Err(bad_arg(&format!("volume path {p:?} is not absolute")));
+                }
+                if !cfg["Volumes"].is_object() {
+                    cfg["Volumes"] = json!({});
+                }
+                cfg["Volumes"][p] = json!({});
+            }
+        }
+        other => {
+            let what = if other.is_empty() { "an empty instruction".to_string() } else { other.to_string() };
+            return Err(bad_arg(&format!("{what} is not supported ({IMPORT_CHANGES})")));
+        }
+    }
+    Ok(())
+}
+
 /// A root filesystem tarball (plain, gzip or zstd) becomes a one-layer image, stored gzip-
-/// compressed; the DiffID and the blob digest are computed in the same pass.
+/// compressed; the DiffID and the blob digest are computed in the same pass. Input that is
+/// not a tar archive is refused and leaves nothing in the store.
 pub fn import(
     store: &ImageStore,
     input: impl Read + Send,
     names: &[Reference],
     opts: &ImportOptions,
 ) -> Result<ImageRecord> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut raw = HashReader::new(decompress(input)?);
-    let mut writer = store.content().writer(&format!("import-{}", std::process::id()))?;
+    // One ingest per import (a daemon runs several at once); nothing here can be resumed.
+    let mut writer = store.content().writer(&format!("import-{}-{seq}", std::process::id()))?;
     writer.reset()?;
-    {
+    let copied = (|| {
         let mut gz = flate2::write::GzEncoder::new(&mut writer, flate2::Compression::fast());
         io::copy(&mut raw, &mut gz).map_err(|e| bad(format!("reading the tarball: {e}")))?;
         gz.finish().ctx("compressing the layer")?;
+        Ok(())
+    })();
+    if let Err(e) = copied {
+        let _ = writer.abort();
+        return Err(e);
     }
     if raw.len() < 1024 {
         let _ = writer.abort();
@@ -399,6 +583,7 @@ pub fn import(
     }
     let size = writer.offset();
     let diff_id = raw.digest();
+    let existed = store.content().has(&writer.digest())?;
     let digest = writer.commit(Some(size), None)?;
     let layer = LayerDesc { digest: digest.clone(), size, media_type: OCI_LAYER_GZIP.into() };
     let mut config = json!({
@@ -420,5 +605,54 @@ pub fn import(
         "layers": [{"mediaType": OCI_LAYER_GZIP, "size": size, "digest": digest.to_string()}],
     }))
     .unwrap_or_default();
-    register_local(store, names, &manifest, OCI_MANIFEST, &config, OCI_CONFIG, &[layer])
+    match register_local(store, names, &manifest, OCI_MANIFEST, &config, OCI_CONFIG, &[layer]) {
+        Ok(rec) => Ok(rec),
+        Err(e) => {
+            // Not a tar after all (the unpack failed): the blob this import added goes again.
+            if !existed {
+                let _ = store.content().delete(&digest);
+            }
+            match e.kind() {
+                ErrorKind::InvalidLayer => Err(bad(format!("the input is not a valid tar archive: {e}"))),
+                _ => Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_changes() {
+        let mut cfg = json!({});
+        apply_change(&mut cfg, r#"CMD ["sh", "-c", "echo hi"]"#).unwrap();
+        apply_change(&mut cfg, "ENTRYPOINT /init").unwrap();
+        apply_change(&mut cfg, "ENV A=1 B=2").unwrap();
+        apply_change(&mut cfg, r#"ENV C="x y" A=3"#).unwrap();
+        apply_change(&mut cfg, "ENV LEGACY some value").unwrap();
+        apply_change(&mut cfg, "EXPOSE 80 53/udp").unwrap();
+        apply_change(&mut cfg, r#"LABEL a="b c" d=e"#).unwrap();
+        apply_change(&mut cfg, r#"VOLUME ["/data", "/logs"]"#).unwrap();
+        apply_change(&mut cfg, "volume /cache").unwrap();
+        apply_change(&mut cfg, "USER nobody").unwrap();
+        apply_change(&mut cfg, "WORKDIR /srv").unwrap();
+        apply_change(&mut cfg, "STOPSIGNAL SIGINT").unwrap();
+        assert_eq!(cfg["Cmd"], json!(["sh", "-c", "echo hi"]));
+        assert_eq!(cfg["Entrypoint"], json!(["/bin/sh", "-c", "/init"]));
+        assert_eq!(cfg["Env"], json!(["B=2", "C=x y", "A=3", "LEGACY=some value"]));
+        assert!(cfg["ExposedPorts"]["80/tcp"].is_object() && cfg["ExposedPorts"]["53/udp"].is_object());
+        assert_eq!(cfg["Labels"], json!({"a": "b c", "d": "e"}));
+        assert_eq!(cfg["Volumes"], json!({"/data": {}, "/logs": {}, "/cache": {}}));
+        assert_eq!((cfg["User"].as_str(), cfg["WorkingDir"].as_str()), (Some("nobody"), Some("/srv")));
+        assert_eq!(cfg["StopSignal"], "SIGINT");
+        for bad in ["RUN x", "", "CMD", "EXPOSE http", "VOLUME data", r#"LABEL a="x"#, "ENV A=1 B"] {
+            let e = apply_change(&mut cfg, bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{bad}: {e}");
+        }
+        assert!(apply_change(&mut cfg, "RUN x").unwrap_err().to_string().contains("RUN is not supported"));
+        let o = ImportOptions::new("linux", "arm64", Some("v8"), &["USER 1".into()], Some("m"), "t".into()).unwrap();
+        assert_eq!((o.variant, o.comment.as_deref(), &o.config), (None, Some("m"), &json!({"User": "1"})));
+    }
 }

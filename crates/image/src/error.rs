@@ -27,6 +27,8 @@ pub enum ErrorKind {
     UnsafeLayer,
     /// A layer that is malformed or uses something unsupported (entry type, compression).
     InvalidLayer,
+    /// A caller's setting that is malformed or unsupported (an `import` change instruction).
+    InvalidArgument,
     /// Any other I/O failure.
     Io,
 }

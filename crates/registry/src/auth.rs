@@ -117,6 +117,35 @@ pub fn auth_key(domain: &str) -> String {
     }
 }
 
+/// The registry domain a `login`/`logout` server argument names: `https://host/...` and
+/// `host/path` become `host`; nothing, `index.docker.io` and `registry-1.docker.io` are
+/// Docker Hub (`docker.io`).
+pub fn server_domain(server: Option<&str>) -> String {
+    let s = server.unwrap_or("docker.io");
+    let s = s.trim_start_matches("https://").trim_start_matches("http://");
+    let host = s.split('/').next().unwrap_or(s);
+    match host {
+        "index.docker.io" | "registry-1.docker.io" | "" => "docker.io".into(),
+        h => h.to_string(),
+    }
+}
+
+/// How `login`/`logout` name a registry to the user (Docker Hub by its legacy URL).
+pub fn display_server(domain: &str) -> String {
+    if domain == "docker.io" {
+        DOCKER_HUB_AUTH_KEY.to_string()
+    } else {
+        domain.to_string()
+    }
+}
+
+/// The `X-Registry-Auth` header value Docker clients send with pulls and pushes: base64url of
+/// `{"username","password","serveraddress"}`.
+pub fn registry_auth_header(c: &Credentials, domain: &str) -> String {
+    let v = serde_json::json!({"username": c.username, "password": c.password, "serveraddress": auth_key(domain)});
+    base64::engine::general_purpose::URL_SAFE.encode(v.to_string())
+}
+
 fn strip_scheme(k: &str) -> &str {
     let k = k.strip_prefix("https://").or_else(|| k.strip_prefix("http://")).unwrap_or(k);
     k.split('/').next().unwrap_or(k)
@@ -232,6 +261,12 @@ mod tests {
         );
         assert_eq!(parse_challenge(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic));
         assert_eq!(parse_challenge("Negotiate"), None);
+        assert_eq!(server_domain(Some("https://index.docker.io/v1/")), "docker.io");
+        assert_eq!(server_domain(Some("http://127.0.0.1:5000/x")), "127.0.0.1:5000");
+        assert_eq!(server_domain(None), "docker.io");
+        let h = registry_auth_header(&Credentials { username: "u".into(), password: "p?>".into() }, "docker.io");
+        let v: Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE.decode(h).unwrap()).unwrap();
+        assert_eq!((v["password"].as_str(), v["serveraddress"].as_str()), (Some("p?>"), Some(DOCKER_HUB_AUTH_KEY)));
         assert_eq!(parse_challenge(r#"Bearer service="x""#), None);
     }
 
