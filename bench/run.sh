@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `docker run --rm <busybox image> true`: the docker CLI against berth daemon vs against dockerd
-# (Debian docker.io, a private daemon, --bridge=none so neither sets up networking), the same
-# image imported into both. Prints medians and the ratio, the idle daemons' RSS and one
+# `berth run --rm <busybox image> true` (our CLI against `berth daemon`) vs `docker run --rm`
+# against dockerd (Debian docker.io, a private daemon, --bridge=none so neither sets up
+# networking), the same image imported into both; also the docker CLI against berth daemon, to
+# separate the client's share. Prints medians and ratios, the idle daemons' RSS and one
 # monitor's RSS next to one containerd-shim's.
 #
 # Usage: bench/run.sh [path-to-berth]      (as root; default target/release/berth)
@@ -62,7 +63,8 @@ export DOCKER_CONFIG=$work/dockercfg
 mkdir -p "$DOCKER_CONFIG"
 
 hyperfine --runs "$runs" --warmup "$warmup" --export-json "$work/run.json" \
-  -n berth "docker -H unix://$work/berth.sock run --rm --network none bench/bb:1 true" \
+  -n berth "$berth -H $work/berth.sock run --rm --network none bench/bb:1 true" \
+  -n docker-berth "docker -H unix://$work/berth.sock run --rm --network none bench/bb:1 true" \
   -n dockerd "docker -H unix://$dsock run --rm --network none bench/bb:1 true"
 
 rss() { local v=; [ -n "${1:-}" ] && v=$(awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null); echo "${v:-0}"; }
@@ -82,12 +84,14 @@ python3 - "$work/run.json" "$berth_rss" "$dockerd_rss" "$containerd_rss" "$mon_r
 import json, statistics, sys
 res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
 b = statistics.median(res["berth"]["times"]); d = statistics.median(res["dockerd"]["times"])
+db = statistics.median(res["docker-berth"]["times"])
 kb = [int(x) for x in sys.argv[2:]]
-print("docker run --rm <busybox> true (median wall time, docker CLI 28 as the client)")
-print("| engine | median | berth/dockerd |")
+print("run --rm <busybox> true (median wall time)")
+print("| client -> engine | median | /dockerd |")
 print("| --- | ---: | ---: |")
-print(f"| berth daemon | {b*1000:.0f} ms | {b/d:.2f} |")
-print(f"| dockerd 20.10 + containerd | {d*1000:.0f} ms | 1.00 |")
+print(f"| berth CLI -> berth daemon | {b*1000:.0f} ms | {b/d:.2f} |")
+print(f"| docker CLI 28 -> berth daemon | {db*1000:.0f} ms | {db/d:.2f} |")
+print(f"| docker CLI 28 -> dockerd 20.10 + containerd | {d*1000:.0f} ms | 1.00 |")
 print(f"idle daemon RSS: berth {kb[0]/1024:.1f} MB; dockerd {kb[1]/1024:.1f} MB + containerd {kb[2]/1024:.1f} MB")
 print(f"per-container RSS: berth monitor {kb[3]/1024:.1f} MB; containerd-shim {kb[4]/1024:.1f} MB")
 PY

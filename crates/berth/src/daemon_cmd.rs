@@ -23,6 +23,9 @@ struct DaemonArgs {
     /// Root of runtime state: container bundles, monitor sockets
     #[arg(long, env = "BERTH_EXEC_ROOT", default_value = "/run/berth")]
     exec_root: PathBuf,
+    /// Log every API request, with its duration, on stderr
+    #[arg(short = 'D', long)]
+    debug: bool,
 }
 
 pub fn daemon_main(args: Vec<std::ffi::OsString>) -> i32 {
@@ -33,7 +36,13 @@ pub fn daemon_main(args: Vec<std::ffi::OsString>) -> i32 {
             return if e.use_stderr() { 125 } else { 0 };
         }
     };
+    // Run from a read-only mount of our binary, which the monitors inherit (CVE-2019-5736
+    // guard, paid once here instead of at every container start); they seal themselves if not.
+    if let Err(e) = berth_runtime::sealed::ensure_sealed() {
+        eprintln!("berth daemon: warning: cannot re-exec from a read-only copy of berth: {e}");
+    }
     let sock = PathBuf::from(a.host.strip_prefix("unix://").unwrap_or(&a.host));
+    berth_engine::api::DEBUG.store(a.debug, std::sync::atomic::Ordering::Relaxed);
     let d = match berth_engine::daemon::Daemon::open(&a.data_root, &a.exec_root) {
         Ok(d) => d,
         Err(e) => {

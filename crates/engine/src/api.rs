@@ -9,6 +9,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Log every request with its duration on stderr (`berth daemon --debug`).
+pub static DEBUG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Serve the API on `sock` (mode 0600: root only) until the process ends.
 pub fn serve(d: Arc<Daemon>, sock: &Path) -> Result<(), String> {
     if let Some(dir) = sock.parent() {
@@ -69,7 +72,22 @@ fn handle_conn(d: &Arc<Daemon>, conn: &mut Conn) {
         conn.api_version = req.version.clone().unwrap_or_else(|| crate::API_VERSION.to_string());
         let close = conn.closed;
         conn.closed = false;
-        if let Err(e) = route(d, conn, &req) {
+        let t0 = std::time::Instant::now();
+        let result = route(d, conn, &req);
+        if DEBUG.load(std::sync::atomic::Ordering::Relaxed) {
+            let status = match &result {
+                Ok(()) => "ok".to_string(),
+                Err(e) => e.status.to_string(),
+            };
+            eprintln!(
+                "berth daemon: {} {} {}: {status} in {:.1} ms",
+                berth_runtime::state::now_rfc3339(),
+                req.method,
+                req.path,
+                t0.elapsed().as_secs_f64() * 1000.0
+            );
+        }
+        if let Err(e) = result {
             if conn.closed {
                 return;
             }

@@ -100,6 +100,7 @@ pub struct Daemon {
     pending: Mutex<BTreeMap<String, Vec<PendingAttach>>>,
     /// Serialises start/stop/remove of containers.
     ops: Mutex<()>,
+    /// The berth binary, as the daemon was started (for monitors' argv[0]).
     pub(crate) exe: PathBuf,
     /// Execs (kept in memory, as Docker does): id → record.
     pub(crate) execs: Mutex<BTreeMap<String, crate::exec::Exec>>,
@@ -144,6 +145,13 @@ pub(crate) fn wait_monitor(dir: &Path) -> Option<i32> {
     read_exit_json(dir)
 }
 
+/// With `berth daemon --debug`: how long a step of container `id` took, since `t0`.
+fn trace(id: &str, step: &str, t0: Instant) {
+    if crate::api::DEBUG.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("berth daemon: {} {step} at {:.1} ms", &id[..12.min(id.len())], t0.elapsed().as_secs_f64() * 1000.0);
+    }
+}
+
 /// Docker's name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
 fn valid_name(n: &str) -> bool {
     let b = n.as_bytes();
@@ -162,8 +170,13 @@ impl Daemon {
         for d in [data_root.join("containers"), exec_root.join("c"), exec_root.join("runtime")] {
             std::fs::create_dir_all(&d).map_err(|e| format!("creating {}: {e}", d.display()))?;
         }
-        let images = ImageStore::open(data_root.join("image")).map_err(|e| e.to_string())?;
-        let exe = std::fs::read_link("/proc/self/exe").map_err(|e| format!("locating berth: {e}"))?;
+        let images = ImageStore::open_held(data_root.join("image")).map_err(|e| e.to_string())?;
+        let exe = if berth_runtime::sealed::is_sealed() {
+            // A detached read-only mount has no path of its own: keep the name we were run as.
+            PathBuf::from(std::env::args_os().next().unwrap_or_else(|| "berth".into()))
+        } else {
+            std::fs::read_link("/proc/self/exe").map_err(|e| format!("locating berth: {e}"))?
+        };
         let d = Arc::new(Daemon {
             data_root: data_root.to_path_buf(),
             exec_root: exec_root.to_path_buf(),
@@ -179,6 +192,20 @@ impl Daemon {
         });
         d.load()?;
         Ok(d)
+    }
+
+    /// A command running this berth binary. A daemon that sealed itself (runs from a read-only
+    /// mount of its binary: CVE-2019-5736) hands that mount on through `/proc/self/exe`, so
+    /// monitors are sealed from birth and skip their own re-exec.
+    pub(crate) fn berth_command(&self) -> std::process::Command {
+        use std::os::unix::process::CommandExt;
+        if berth_runtime::sealed::is_sealed() {
+            let mut cmd = std::process::Command::new("/proc/self/exe");
+            cmd.arg0(&self.exe);
+            cmd
+        } else {
+            std::process::Command::new(&self.exe)
+        }
     }
 
     /// `<data-root>/containers/<id>`: the record, log, rw layer, rootfs mount point, etc files.
@@ -474,8 +501,11 @@ impl Daemon {
             let _ = std::fs::remove_dir_all(&dir);
         };
         std::fs::create_dir_all(&dir)
-            .and_then(|()| {
-                write_atomic(&dir.join("creating.json"), &serde_json::to_vec(&new_volumes).unwrap_or_default())
+            .and_then(|()| match new_volumes.is_empty() {
+                true => Ok(()), // nothing to undo but the directory
+                false => {
+                    write_atomic(&dir.join("creating.json"), &serde_json::to_vec(&new_volumes).unwrap_or_default())
+                }
             })
             .map_err(|e| {
                 undo(&[]);
@@ -524,7 +554,9 @@ impl Daemon {
             undo(&made);
             return Err(e);
         }
-        let _ = std::fs::remove_file(dir.join("creating.json"));
+        if !new_volumes.is_empty() {
+            let _ = std::fs::remove_file(dir.join("creating.json"));
+        }
         crate::failpoint::hit("create.saved");
         self.lock().insert(id, c.clone());
         self.container_event(&c, "create", json!({}));
@@ -584,12 +616,14 @@ impl Daemon {
         let dir = self.dir(id);
         let rootfs = dir.join("rootfs");
         let exec_dir = self.exec_dir(id);
+        let t0 = Instant::now();
         let _ = std::fs::remove_dir_all(&exec_dir);
         std::fs::create_dir_all(&exec_dir).map_err(|e| internal("creating the exec dir", &e))?;
         // Left mounted by a crash?
         let _ = berth_image::imagestore::unmount(&rootfs);
         self.images.mount(&rec, &dir.join("rw"), &rootfs).map_err(|e| internal("mounting the root filesystem", &e))?;
         crate::failpoint::hit("start.mounted");
+        trace(id, "start: mounted", t0);
         let etc = dir.join("etc");
         std::fs::create_dir_all(&etc).map_err(|e| internal("creating etc", &e))?;
         let hostname = c.config["Hostname"].as_str().unwrap_or(&id[..12]).to_string();
@@ -633,9 +667,10 @@ impl Daemon {
         })?;
         std::fs::write(exec_dir.join("config.json"), serde_json::to_vec_pretty(&s).unwrap_or_default())
             .map_err(|e| internal("writing the bundle", &e))?;
+        trace(id, "start: bundle written", t0);
         let log = self.log_path(id);
         let lc = &c.host_config["LogConfig"]["Config"];
-        let mut cmd = std::process::Command::new(&self.exe);
+        let mut cmd = self.berth_command();
         cmd.arg("monitor")
             .arg("--id")
             .arg(id)
@@ -669,6 +704,7 @@ impl Daemon {
             }
         })?;
         crate::failpoint::hit("start.started");
+        trace(id, "start: process started", t0);
         self.update(id, |c| {
             c.state.status = "running".into();
             c.state.pid = pid;
@@ -732,24 +768,22 @@ impl Daemon {
         let sock = dir.join("monitor.sock");
         let mut ctl = UnixStream::connect(&sock).map_err(|e| internal("connecting to the monitor", &e))?;
         ctl.write_all(b"start\n").map_err(|e| internal("starting", &e))?;
-        let mut ok = String::new();
-        let _ = BufReader::new(&ctl).read_line(&mut ok);
-        let status_file = dir.join("status");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Ok(s) = std::fs::read_to_string(&status_file) {
-                break s;
-            }
-            if Instant::now() > deadline {
-                return Err(ApiError::internal("the process did not start within 60 s"));
-            }
-            if UnixStream::connect(&sock).is_err() && !status_file.exists() {
-                std::thread::sleep(Duration::from_millis(20));
-                if !status_file.exists() {
-                    return Err(ApiError::internal("the monitor exited before the process started"));
-                }
-            }
-            std::thread::sleep(Duration::from_millis(1));
+        // The monitor answers once the process runs (its pid) or failed to start (why).
+        let _ = ctl.set_read_timeout(Some(Duration::from_secs(60)));
+        let mut answer = String::new();
+        let read = BufReader::new(&ctl).read_line(&mut answer);
+        if read
+            .as_ref()
+            .is_err_and(|e| matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+        {
+            return Err(ApiError::internal("the process did not start within 60 s"));
+        }
+        let status = if answer.trim().is_empty() {
+            // The monitor died first; its status file may say why.
+            std::fs::read_to_string(dir.join("status"))
+                .map_err(|_| ApiError::internal("the monitor exited before the process started"))?
+        } else {
+            answer
         };
         if let Some(msg) = status.strip_prefix("error: ") {
             return Err(ApiError::bad(msg.trim().to_string()));
@@ -844,10 +878,13 @@ impl Daemon {
             .and_then(|d| serde_json::from_slice::<Value>(&d).ok())
             .and_then(|v| v["oom_killed"].as_bool())
             .unwrap_or(false);
+        let t0 = Instant::now();
         {
             let _guard = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+            trace(id, "exit: locked", t0);
             self.cleanup_run(id);
         }
+        trace(id, "exit: cleaned up", t0);
         crate::failpoint::hit("exit.cleaned");
         let Ok(c) = self.update(id, |c| {
             c.state.status = "exited".into();
@@ -859,6 +896,7 @@ impl Daemon {
         }) else {
             return;
         };
+        trace(id, "exit: recorded", t0);
         if oom {
             self.container_event(&c, "oom", json!({}));
         }
@@ -996,9 +1034,12 @@ impl Daemon {
             let _ = self.kill(&c.id, libc::SIGKILL);
             self.wait_until(&c.id, Some(Duration::from_secs(30)), |c| !c.running());
         }
+        let t0 = Instant::now();
         let _guard = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+        trace(&c.id, "rm: locked", t0);
         self.cleanup_run(&c.id);
         let _ = std::fs::remove_dir_all(self.exec_dir(&c.id));
+        trace(&c.id, "rm: cleaned up", t0);
         // Crash safety: the directory is renamed out of the way first (one atomic step: a
         // restarted daemon sees the container whole or going), then its volumes, its files and
         // its image hold go; `recover` finishes a removal a crash interrupted.
@@ -1014,9 +1055,13 @@ impl Daemon {
         for p in self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&c.id).unwrap_or_default() {
             let _ = p.client.shutdown(std::net::Shutdown::Both);
         }
+        drop(_guard);
+        // The rest needs no lock: the container is gone from the map and its files renamed.
+        trace(&c.id, "rm: renamed", t0);
+        self.finish_removal(&c.id, &going);
+        trace(&c.id, "rm: removed", t0);
         self.changed.notify_all();
         self.container_event(&c, "destroy", json!({}));
-        self.finish_removal(&c.id, &going);
         Ok(())
     }
 

@@ -204,7 +204,7 @@ impl Daemon {
         let pfile = dir.join("process.json");
         std::fs::write(&pfile, process.to_string()).map_err(|err| internal("writing the exec's process", &err))?;
         let stdin = e.config["AttachStdin"].as_bool().unwrap_or(false) && client.is_some();
-        let mut cmd = std::process::Command::new(&self.exe);
+        let mut cmd = self.berth_command();
         cmd.arg("monitor")
             .arg("--id")
             .arg(&e.container)

@@ -60,6 +60,16 @@ struct Shared {
     master: Option<RawFd>,
     /// Set by the `start` request: the container may run.
     go: bool,
+    /// What `start` answers once known: the process's pid, or `error: <why>`.
+    started: Option<String>,
+}
+
+/// Record the start's outcome in `status` (for a daemon that comes back later) and wake the
+/// `start` request waiting for it.
+fn set_started(state: &State, dir: &std::path::Path, text: &str) {
+    write_status(dir, text);
+    lock(state).started = Some(text.to_string());
+    state.1.notify_all();
 }
 
 type State = Arc<(Mutex<Shared>, Condvar)>;
@@ -197,11 +207,12 @@ fn run(o: &MonitorOpts) -> Result<(), String> {
     }
     let (status_r, status_w) = pipe().map_err(|e| format!("pipe: {e}"))?;
     let dir = o.dir.clone();
+    let st = state.clone();
     let reporter = std::thread::spawn(move || {
         let mut s = String::new();
         let _ = File::from(status_r).read_to_string(&mut s);
         if !s.trim().is_empty() {
-            write_status(&dir, s.trim());
+            set_started(&st, &dir, s.trim());
         }
     });
     // `run`/`exec` close the status fd once the process has started.
@@ -241,7 +252,7 @@ fn run(o: &MonitorOpts) -> Result<(), String> {
     let (code, oom_killed) = match result {
         Ok(r) => r,
         Err(e) => {
-            write_status(&o.dir, &format!("error: {e}"));
+            set_started(&state, &o.dir, &format!("error: {e}"));
             if o.exec_process.is_some() {
                 // An exec's client hears why, in its stream (as from dockerd), then the end.
                 let msg = format!("OCI runtime exec failed: {e}\r\n");
@@ -342,9 +353,17 @@ fn serve(conn: UnixStream, state: &State, stdin_once: bool, tty: bool) {
             let _ = (&conn).write_all(format!("{{\"exit_code\":{code}}}\n").as_bytes());
         }
         ["start"] => {
-            lock(state).go = true;
-            state.1.notify_all();
-            let _ = (&conn).write_all(b"ok\n");
+            // Answered once the process runs (its pid) or failed to (`error: ...`).
+            let (m, cv) = &**state;
+            let mut sh = m.lock().unwrap_or_else(|e| e.into_inner());
+            sh.go = true;
+            cv.notify_all();
+            while sh.started.is_none() && sh.exit.is_none() {
+                sh = cv.wait(sh).unwrap_or_else(|e| e.into_inner());
+            }
+            let answer = sh.started.clone().unwrap_or_else(|| "error: the process ended before it started".into());
+            drop(sh);
+            let _ = (&conn).write_all(format!("{answer}\n").as_bytes());
         }
         ["resize", rows, cols] => {
             let ws = libc::winsize {

@@ -106,6 +106,8 @@ struct SnapshotInfo {
 pub struct ImageStore {
     root: PathBuf,
     content: Store,
+    /// Set by [`ImageStore::open_held`]: the lock and the database, open for the store's life.
+    held: Option<(fs::File, Database)>,
 }
 
 /// ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln)).
@@ -201,8 +203,41 @@ impl ImageStore {
             fs::create_dir_all(&d).ctx(format_args!("creating {}", d.display()))?;
         }
         let content = Store::new(root.join("content"))?;
-        let s = ImageStore { root, content };
-        s.with_db(|db| {
+        let s = ImageStore { root, content, held: None };
+        s.init_schema()?;
+        Ok(s)
+    }
+
+    /// Open the store for one long-lived owner (the daemon): `meta.lock` is taken once and the
+    /// database stays open, so an operation costs no open/close of the database (each of which
+    /// syncs it to disk several times). Other processes get a clear error meanwhile.
+    pub fn open_held(root: impl Into<PathBuf>) -> Result<ImageStore> {
+        let root = root.into();
+        let mut s = ImageStore::open(root.clone())?;
+        let lock_path = s.root.join("meta.lock");
+        let lock = Self::lock_file(&lock_path)?;
+        if !sys::flock_exclusive(lock.as_fd(), true).ctx(format_args!("locking {}", lock_path.display()))? {
+            return Err(Error::new(
+                ErrorKind::Busy,
+                format!("the image store {} is in use by another process (a berth daemon?)", root.display()),
+            ));
+        }
+        let db = Database::create(s.root.join("meta.db")).map_err(|e| db_err("open", e))?;
+        s.held = Some((lock, db));
+        Ok(s)
+    }
+
+    fn lock_file(path: &Path) -> Result<fs::File> {
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .ctx(format_args!("opening {}", path.display()))
+    }
+
+    fn init_schema(&self) -> Result<()> {
+        self.with_db(|db| {
             let w = db.begin_write().map_err(|e| db_err("begin", e))?;
             {
                 let mut m = w.open_table(META).map_err(|e| db_err("open meta", e))?;
@@ -221,8 +256,7 @@ impl ImageStore {
                 w.open_table(HOLDERS).map_err(|e| db_err("open holders", e))?;
             }
             w.commit().map_err(|e| db_err("commit", e))
-        })?;
-        Ok(s)
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -233,16 +267,27 @@ impl ImageStore {
         &self.content
     }
 
-    /// Run `f` with the database open, holding `meta.lock` (processes take turns).
+    /// Run `f` with the database open, holding `meta.lock` (processes take turns; a process
+    /// that holds the store for good, the daemon, makes others give up after a few seconds).
     fn with_db<T>(&self, f: impl FnOnce(&Database) -> Result<T>) -> Result<T> {
+        if let Some((_, db)) = &self.held {
+            return f(db);
+        }
         let lock_path = self.root.join("meta.lock");
-        let lock = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .ctx(format_args!("opening {}", lock_path.display()))?;
-        sys::flock_exclusive(lock.as_fd(), false).ctx(format_args!("locking {}", lock_path.display()))?;
+        let lock = Self::lock_file(&lock_path)?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !sys::flock_exclusive(lock.as_fd(), true).ctx(format_args!("locking {}", lock_path.display()))? {
+            if std::time::Instant::now() > deadline {
+                return Err(Error::new(
+                    ErrorKind::Busy,
+                    format!(
+                        "the image store {} is in use by another process (a running berth daemon? leave out --data-root to go through it)",
+                        self.root.display()
+                    ),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         let db = Database::create(self.root.join("meta.db")).map_err(|e| db_err("open", e))?;
         let r = f(&db);
         drop(db);
