@@ -113,3 +113,73 @@ fn pinned_namespaces_are_removed_without_a_trace() {
     let e = netns::run_in(&ns, || Ok(())).unwrap_err().to_string();
     assert!(e.contains(ns.to_str().unwrap()), "{e}");
 }
+
+#[test]
+fn the_bridge_driver_attaches_and_detaches_containers_cleanly() {
+    use berth_net::bridge::{self, Endpoint};
+    use berth_net::ipam::{Pool, Subnet};
+    let dir = Dir(std::env::temp_dir().join(format!("berth-br-{}", std::process::id())));
+    let (host, a, b) = (dir.0.join("host"), dir.0.join("a"), dir.0.join("b"));
+    for ns in [&host, &a, &b] {
+        netns::create(ns).unwrap();
+    }
+    let subnet: Subnet = "10.77.0.0/24".parse().unwrap();
+    let pool = Pool::open(&dir.0.join("pool"), subnet, subnet.first_host()).unwrap();
+    let mut h = nl_in(&host);
+    bridge::ensure_bridge(&mut h, "berth-t0", pool.gateway, subnet).unwrap();
+    bridge::ensure_bridge(&mut h, "berth-t0", pool.gateway, subnet).unwrap(); // idempotent
+    let mut ips = Vec::new();
+    for (id, ns) in [("aaaaaaaaaaaaaaaa", &a), ("bbbbbbbbbbbbbbbb", &b)] {
+        let ip = pool.allocate(id, None).unwrap();
+        let host_if = bridge::host_ifname(id);
+        let ep = Endpoint {
+            bridge: "berth-t0",
+            host_if: &host_if,
+            ifname: "eth0",
+            address: ip,
+            subnet,
+            gateway: Some(pool.gateway),
+            mtu: None,
+        };
+        bridge::attach(&mut h, ns, &ep).unwrap();
+        let eth0 = nl_in(ns).link("eth0").unwrap().unwrap();
+        assert_eq!(eth0.mac, berth_net::ipam::mac_for(ip).to_vec());
+        ips.push(ip);
+    }
+    assert_eq!(ips, [Ipv4Addr::new(10, 77, 0, 2), Ipv4Addr::new(10, 77, 0, 3)]);
+
+    // a -> b, and the host (the gateway address) -> a.
+    let to_b = SocketAddr::new(ips[1].into(), 7001);
+    let lb = netns::run_in(&b, move || TcpListener::bind(to_b)).unwrap();
+    let to_a = SocketAddr::new(ips[0].into(), 7002);
+    let la = netns::run_in(&a, move || TcpListener::bind(to_a)).unwrap();
+    let sb = std::thread::spawn(move || lb.accept().map(|(_, p)| p.ip()).unwrap());
+    let sa = std::thread::spawn(move || la.accept().map(|(_, p)| p.ip()).unwrap());
+    netns::run_in(&a, move || TcpStream::connect_timeout(&to_b, Duration::from_secs(5))).unwrap();
+    netns::run_in(&host, move || TcpStream::connect_timeout(&to_a, Duration::from_secs(5))).unwrap();
+    assert_eq!(sb.join().unwrap().to_string(), "10.77.0.2");
+    assert_eq!(sa.join().unwrap().to_string(), "10.77.0.1");
+
+    // A failed attach (no such namespace) leaves no veth behind.
+    let before = h.links().unwrap().len();
+    let ep = Endpoint {
+        bridge: "berth-t0",
+        host_if: "vethcccccccccc",
+        ifname: "eth0",
+        address: Ipv4Addr::new(10, 77, 0, 9),
+        subnet,
+        gateway: None,
+        mtu: None,
+    };
+    let e = bridge::attach(&mut h, &dir.0.join("missing"), &ep).unwrap_err().to_string();
+    assert!(e.contains("missing"), "{e}");
+    assert_eq!(h.links().unwrap().len(), before);
+
+    for id in ["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"] {
+        bridge::detach(&mut h, &bridge::host_ifname(id)).unwrap();
+        pool.release(id).unwrap();
+    }
+    let names: Vec<String> = h.links().unwrap().into_iter().map(|l| l.name).collect();
+    assert_eq!(names, ["lo", "berth-t0"], "only the bridge is left");
+    assert!(nl_in(&a).link("eth0").unwrap().is_none());
+}
