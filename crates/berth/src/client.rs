@@ -10,6 +10,8 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
 pub const DEFAULT_SOCKET: &str = "/run/berth/berth.sock";
+/// The Engine API version this client speaks.
+pub const API_VERSION: &str = "1.50";
 const API: &str = "/v1.50";
 
 /// An error from the daemon (its status and message) or from reaching it (status 0).
@@ -30,6 +32,43 @@ impl std::fmt::Display for ApiErr {
 }
 
 pub type Result<T> = std::result::Result<T, ApiErr>;
+
+/// A failed command: its exit code and the message (`berth: <message>`; empty: nothing to print).
+pub struct Fail(pub i32, pub String);
+
+impl From<ApiErr> for Fail {
+    fn from(e: ApiErr) -> Fail {
+        Fail(1, e.to_string())
+    }
+}
+
+impl From<String> for Fail {
+    fn from(e: String) -> Fail {
+        Fail(1, e)
+    }
+}
+
+pub type R<T> = std::result::Result<T, Fail>;
+
+/// `--filter k=v` flags as the API's `filters` JSON (`{"k":{"v":true}}`).
+pub fn filters_json(filters: &[String]) -> R<String> {
+    let mut m = serde_json::Map::new();
+    for f in filters {
+        let (k, v) =
+            f.split_once('=').ok_or_else(|| Fail(1, format!("bad format of filter (expected name=value): {f}")))?;
+        m.entry(k.to_string()).or_insert_with(|| serde_json::json!({}))[v] = serde_json::json!(true);
+    }
+    Ok(serde_json::to_string(&m).unwrap_or_default())
+}
+
+/// What a request carries after its head.
+pub enum ReqBody<'a> {
+    None,
+    /// A whole body of this content type.
+    Bytes(&'a str, &'a [u8]),
+    /// A body of this content type read to its end and sent chunked (a tar from a file or stdin).
+    Stream(&'a str, &'a mut dyn Read),
+}
 
 fn local(message: impl Into<String>) -> ApiErr {
     ApiErr { status: 0, message: message.into() }
@@ -144,31 +183,54 @@ impl Client {
         upgrade: bool,
     ) -> Result<(BufReader<UnixStream>, u16, Headers)> {
         let data = body.map(|b| b.to_string()).unwrap_or_default();
-        let ct = if body.is_some() { Some("application/json") } else { None };
-        self.send_bytes(method, path, ct, data.as_bytes(), upgrade)
+        let b = if body.is_some() { ReqBody::Bytes("application/json", data.as_bytes()) } else { ReqBody::None };
+        self.send_with(method, path, &[], b, upgrade)
     }
 
-    fn send_bytes(
+    /// Send a request with extra headers and a body of any kind.
+    fn send_with(
         &self,
         method: &str,
         path: &str,
-        content_type: Option<&str>,
-        data: &[u8],
+        headers: &[(&str, String)],
+        body: ReqBody,
         upgrade: bool,
     ) -> Result<(BufReader<UnixStream>, u16, Headers)> {
         let mut s = self.connect()?;
         let mut head = format!("{method} {API}{path} HTTP/1.1\r\nHost: berth\r\nUser-Agent: berth-cli\r\n");
-        if let Some(ct) = content_type {
-            head.push_str(&format!("Content-Type: {ct}\r\nContent-Length: {}\r\n", data.len()));
-        } else if method == "POST" || method == "PUT" {
-            head.push_str("Content-Length: 0\r\n");
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        match &body {
+            ReqBody::Bytes(ct, data) => {
+                head.push_str(&format!("Content-Type: {ct}\r\nContent-Length: {}\r\n", data.len()))
+            }
+            ReqBody::Stream(ct, _) => head.push_str(&format!("Content-Type: {ct}\r\nTransfer-Encoding: chunked\r\n")),
+            ReqBody::None if method == "POST" || method == "PUT" => head.push_str("Content-Length: 0\r\n"),
+            ReqBody::None => {}
         }
         if upgrade {
             head.push_str("Connection: Upgrade\r\nUpgrade: tcp\r\n");
         }
         head.push_str("\r\n");
-        s.write_all(head.as_bytes()).map_err(|e| local(format!("sending to the daemon: {e}")))?;
-        s.write_all(data).map_err(|e| local(format!("sending to the daemon: {e}")))?;
+        let sending = |e: std::io::Error| local(format!("sending to the daemon: {e}"));
+        s.write_all(head.as_bytes()).map_err(sending)?;
+        match body {
+            ReqBody::None => {}
+            ReqBody::Bytes(_, data) => s.write_all(data).map_err(sending)?,
+            ReqBody::Stream(_, r) => {
+                // A daemon that refused the request early answers before reading it all and
+                // may close: then its answer, not our broken pipe, is what to report.
+                match send_chunked(&mut s, r) {
+                    Ok(()) => {}
+                    Err(Chunking::Input(e)) => return Err(local(format!("reading the input: {e}"))),
+                    Err(Chunking::Output(e))
+                        if matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) => {
+                    }
+                    Err(Chunking::Output(e)) => return Err(sending(e)),
+                }
+            }
+        }
         let mut r = BufReader::new(s);
         let mut line = String::new();
         r.read_line(&mut line).map_err(|e| local(format!("reading from the daemon: {e}")))?;
@@ -228,7 +290,7 @@ impl Client {
 
     /// A call with a raw body (a tar for `PUT .../archive`).
     pub fn call_raw(&self, method: &str, path: &str, content_type: &str, data: &[u8]) -> Result<Response> {
-        let (r, status, headers) = self.send_bytes(method, path, Some(content_type), data, false)?;
+        let (r, status, headers) = self.send_with(method, path, &[], ReqBody::Bytes(content_type, data), false)?;
         let mut b = Self::body(r, method, status, &headers);
         let mut out = Vec::new();
         b.read_to_end(&mut out).map_err(|e| local(format!("reading from the daemon: {e}")))?;
@@ -252,6 +314,19 @@ impl Client {
         Ok(b)
     }
 
+    /// Like [`Client::stream`], with extra headers (`X-Registry-Auth`) and any kind of body
+    /// (a tar streamed up for load and import).
+    pub fn stream_with(&self, method: &str, path: &str, headers: &[(&str, String)], body: ReqBody) -> Result<Body> {
+        let (r, status, hs) = self.send_with(method, path, headers, body, false)?;
+        let mut b = Self::body(r, method, status, &hs);
+        if status >= 400 {
+            let mut data = Vec::new();
+            let _ = b.read_to_end(&mut data);
+            Self::check(status, &data)?;
+        }
+        Ok(b)
+    }
+
     /// A hijacked connection (attach, exec start): the raw stream after the response head.
     pub fn hijack(&self, path: &str, body: Option<&Value>) -> Result<(BufReader<UnixStream>, UnixStream)> {
         let (r, status, headers) = self.send("POST", path, body, true)?;
@@ -265,6 +340,31 @@ impl Client {
         let w = r.get_ref().try_clone().map_err(|e| local(format!("socket: {e}")))?;
         Ok((r, w))
     }
+}
+
+enum Chunking {
+    Input(std::io::Error),
+    Output(std::io::Error),
+}
+
+/// Copy `r` to `w` in HTTP chunks, ending with the last (empty) chunk.
+fn send_chunked(w: &mut impl Write, r: &mut dyn Read) -> std::result::Result<(), Chunking> {
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Chunking::Input(e)),
+        };
+        let mut out = || -> std::io::Result<()> {
+            w.write_all(format!("{n:x}\r\n").as_bytes())?;
+            w.write_all(&buf[..n])?;
+            w.write_all(b"\r\n")
+        };
+        out().map_err(Chunking::Output)?;
+    }
+    w.write_all(b"0\r\n\r\n").and_then(|_| w.flush()).map_err(Chunking::Output)
 }
 
 /// Copy a multiplexed stream (8-byte frame heads) to stdout/stderr until it ends.

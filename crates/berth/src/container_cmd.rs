@@ -2,8 +2,9 @@
 //! pause unpause rename port`), `volume ...` and `info`: Docker's flags, spoken to the daemon
 //! over the Engine API (so they behave as `docker` does against Berth).
 
-use crate::client::{demux, enc, ApiErr, Client};
-use crate::template::{align, plain, Template};
+use crate::client::{demux, enc, filters_json, ApiErr, Client, Fail, R};
+use crate::table::{ago, trunc_id};
+use crate::template::{align, plain, print_formatted, print_inspected, Template};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Map, Value};
 use std::ffi::OsString;
@@ -415,17 +416,6 @@ enum VolumeCmd {
         filter: Vec<String>,
     },
 }
-
-/// Exit code and message of a failed command.
-struct Fail(i32, String);
-
-impl From<ApiErr> for Fail {
-    fn from(e: ApiErr) -> Fail {
-        Fail(1, e.to_string())
-    }
-}
-
-type R<T> = Result<T, Fail>;
 
 pub fn main(args: Vec<OsString>) -> i32 {
     let cli = match Cli::try_parse_from(args) {
@@ -860,34 +850,10 @@ fn create_body(a: &RunArgs) -> Result<Value, String> {
     Ok(body)
 }
 
-/// Pull `image` through the daemon, showing Docker's progress lines (plain, one per event).
+/// Pull `image` through the daemon (`run`/`create` of a missing image, `--pull always`):
+/// the image verbs' pull, its progress on stderr.
 fn pull(c: &Client, image: &str) -> R<()> {
-    let (name, tag) = match image.rsplit_once(':') {
-        Some((n, t)) if !t.contains('/') => (n, t),
-        _ => (image, "latest"),
-    };
-    let (name, tag) = match image.split_once('@') {
-        Some((n, d)) => (n, d),
-        None => (name, tag),
-    };
-    let mut body = c.stream("POST", &format!("/images/create?fromImage={}&tag={}", enc(name), enc(tag)), None)?;
-    let mut text = String::new();
-    body.read_to_string(&mut text).map_err(|e| Fail(1, format!("reading the pull progress: {e}")))?;
-    for l in text.lines() {
-        let Ok(v) = serde_json::from_str::<Value>(l) else { continue };
-        if let Some(e) = v["error"].as_str() {
-            return Err(Fail(1, format!("Error response from daemon: {e}")));
-        }
-        let status = v["status"].as_str().unwrap_or("");
-        if status == "Downloading" || status.is_empty() {
-            continue;
-        }
-        match v["id"].as_str() {
-            Some(id) => eprintln!("{id}: {status}"),
-            None => eprintln!("{status}"),
-        }
-    }
-    Ok(())
+    crate::image_api::pull_image(c, image, None, false).map(|_| ())
 }
 
 fn create(c: &Client, a: &RunArgs) -> R<String> {
@@ -1124,19 +1090,6 @@ fn logs(c: &Client, a: LogsArgs) -> R<i32> {
     Ok(0)
 }
 
-fn trunc_id(id: &str, no_trunc: bool) -> String {
-    let id = id.trim_start_matches("sha256:");
-    if no_trunc {
-        id.to_string()
-    } else {
-        id.chars().take(12).collect()
-    }
-}
-
-fn ago(unix: i64) -> String {
-    format!("{} ago", berth_runtime::state::human_duration(berth_runtime::state::unix_now() - unix))
-}
-
 /// The fields `ps --format` offers (Docker's names), from one `/containers/json` entry.
 fn ps_fields(v: &Value, no_trunc: bool) -> Value {
     let mut cmd = plain(&v["Command"]);
@@ -1194,45 +1147,6 @@ fn ps_header(f: &str) -> String {
     }
 }
 
-/// Print `items` with a `--format` value: `json` (one object per line), `table [template]`,
-/// or a template (one line per item).
-fn print_formatted(format: &str, items: &[Value], header: Option<&dyn Fn(&str) -> String>) -> R<()> {
-    if format == "json" {
-        for i in items {
-            println!("{}", serde_json::to_string(i).unwrap_or_default());
-        }
-        return Ok(());
-    }
-    let t = Template::parse(format).map_err(|e| Fail(1, e))?;
-    let mut rows = Vec::new();
-    if t.table {
-        if let Some(h) = header {
-            rows.push(t.header(h));
-        }
-    }
-    for i in items {
-        rows.push(t.render(i).map_err(|e| Fail(1, e))?);
-    }
-    if t.table {
-        print!("{}", align(&rows));
-    } else {
-        for r in rows {
-            println!("{r}");
-        }
-    }
-    Ok(())
-}
-
-fn filters_json(filters: &[String]) -> R<String> {
-    let mut m: Map<String, Value> = Map::new();
-    for f in filters {
-        let (k, v) =
-            f.split_once('=').ok_or_else(|| Fail(1, format!("bad format of filter (expected name=value): {f}")))?;
-        m.entry(k.to_string()).or_insert_with(|| json!({}))[v] = json!(true);
-    }
-    Ok(serde_json::to_string(&m).unwrap_or_default())
-}
-
 fn ps(c: &Client, a: PsArgs) -> R<i32> {
     let mut q = format!("all={}", a.all || a.last.is_some() || a.latest);
     if !a.filter.is_empty() {
@@ -1261,15 +1175,6 @@ fn ps(c: &Client, a: PsArgs) -> R<i32> {
     Ok(0)
 }
 
-fn pretty(v: &Value) -> String {
-    let mut buf = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-    use serde::Serialize;
-    let _ = v.serialize(&mut ser);
-    String::from_utf8(buf).unwrap_or_default()
-}
-
 fn inspect(c: &Client, format: Option<String>, names: &[String]) -> R<i32> {
     let mut found = Vec::new();
     let mut code = 0;
@@ -1288,15 +1193,6 @@ fn inspect(c: &Client, format: Option<String>, names: &[String]) -> R<i32> {
     }
     print_inspected(format.as_deref(), found)?;
     Ok(code)
-}
-
-/// `inspect` output: a JSON array (Docker's 4-space indent), or each object through `--format`.
-fn print_inspected(format: Option<&str>, found: Vec<Value>) -> R<()> {
-    match format {
-        None | Some("json") => println!("{}", pretty(&Value::Array(found))),
-        Some(f) => print_formatted(f, &found, None)?,
-    }
-    Ok(())
 }
 
 fn volume(c: &Client, v: VolumeCmd) -> R<i32> {

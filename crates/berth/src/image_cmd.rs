@@ -1,6 +1,7 @@
-//! Image commands: `berth pull`, `push`, `images`, `tag`, `rmi`, `image inspect|history|prune`,
-//! `save`, `load`, `import`, `login`, `logout`. They operate on the image store directly
-//! (`$BERTH_DATA_ROOT`, default /var/lib/berth); the engine will route them through the daemon.
+//! Image commands in the direct (offline) mode, `berth --data-root DIR <verb>`: `pull`, `push`,
+//! `images`, `tag`, `rmi`, `image inspect|history|prune`, `save`, `load`, `import`, `login`,
+//! `logout`, `system prune`, acting on the image store under DIR without a daemon. Without
+//! `--data-root` the same verbs go through the daemon (`image_api`).
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -34,6 +35,8 @@ pub enum Cmd {
     Load(LoadArgs),
     /// Import the contents from a tarball to create a filesystem image
     Import(ImportArgs),
+    /// Show the history of an image
+    History(HistoryArgs),
     /// Log in to a registry
     Login(LoginArgs),
     /// Log out from a registry
@@ -231,6 +234,7 @@ pub struct LoginArgs {
 // ---------------------------------------------------------------------------------------------
 
 use crate::progress::{Item, Progress};
+use crate::table::human_size;
 use berth_image::{ImageRecord, ImageStore, Reference};
 use berth_registry::auth::{self, Credentials};
 use berth_registry::pull::{self, PullProgress};
@@ -299,47 +303,32 @@ fn dispatch(cli: &ImageCli) -> Result<i32> {
             Ok(code)
         }
         Cmd::Image { cmd: ImageSub::Inspect(a) } => cmd_inspect(cli, a),
-        Cmd::Image { cmd: ImageSub::History(a) } => cmd_history(cli, a),
+        Cmd::History(a) | Cmd::Image { cmd: ImageSub::History(a) } => cmd_history(cli, a),
         Cmd::Image { cmd: ImageSub::Prune(a) } => cmd_prune(cli, a, false),
         Cmd::System { cmd: SystemSub::Prune(a) } => cmd_prune(cli, a, true),
         Cmd::Save(a) | Cmd::Image { cmd: ImageSub::Save(a) } => cmd_save(cli, a),
         Cmd::Load(a) | Cmd::Image { cmd: ImageSub::Load(a) } => cmd_load(cli, a),
         Cmd::Import(a) | Cmd::Image { cmd: ImageSub::Import(a) } => cmd_import(cli, a),
         Cmd::Login(a) => cmd_login(a),
-        Cmd::Logout { server } => {
-            let domain = server_domain(server.as_deref());
-            let path =
-                auth::default_config_path().ok_or("cannot find Docker's config.json: set HOME or DOCKER_CONFIG")?;
-            if auth::remove(&path, &domain).map_err(e)? {
-                println!("Removing login credentials for {}", display_server(&domain));
-            } else {
-                println!("Not logged in to {}", display_server(&domain));
-            }
-            Ok(0)
-        }
+        Cmd::Logout { server } => logout(server.as_deref()),
     }
 }
 
-fn server_domain(server: Option<&str>) -> String {
-    let s = server.unwrap_or("docker.io");
-    let s = s.trim_start_matches("https://").trim_start_matches("http://");
-    let host = s.split('/').next().unwrap_or(s);
-    match host {
-        "index.docker.io" | "registry-1.docker.io" | "" => "docker.io".into(),
-        h => h.to_string(),
-    }
-}
-
-fn display_server(domain: &str) -> String {
-    if domain == "docker.io" {
-        auth::DOCKER_HUB_AUTH_KEY.to_string()
+/// `logout`: the credentials for the server leave Docker's config.json (client-side only, in
+/// both modes, as Docker's).
+pub fn logout(server: Option<&str>) -> Result<i32> {
+    let domain = auth::server_domain(server);
+    let path = auth::default_config_path().ok_or("cannot find Docker's config.json: set HOME or DOCKER_CONFIG")?;
+    if auth::remove(&path, &domain).map_err(e)? {
+        println!("Removing login credentials for {}", auth::display_server(&domain));
     } else {
-        domain.to_string()
+        println!("Not logged in to {}", auth::display_server(&domain));
     }
+    Ok(0)
 }
 
 fn cmd_login(a: &LoginArgs) -> Result<i32> {
-    let domain = server_domain(a.server.as_deref());
+    let domain = auth::server_domain(a.server.as_deref());
     let username = match &a.username {
         Some(u) => u.clone(),
         None => return Err("--username is required (interactive login is not supported)".into()),
@@ -458,28 +447,6 @@ fn cmd_push(cli: &ImageCli, a: &PushArgs) -> Result<i32> {
     let out = berth_registry::push::push(&c, &store, &r, &p).map_err(e)?;
     p.p.line(&format!("{}: digest: {} size: {}", out.tag, out.digest, out.size));
     Ok(0)
-}
-
-/// Docker's size format: decimal units, three significant digits ("4.26MB", "512B").
-pub fn human_size(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i + 1 < units.len() {
-        v /= 1000.0;
-        i += 1;
-    }
-    let s = if i == 0 {
-        format!("{n}")
-    } else if v >= 100.0 {
-        format!("{v:.0}")
-    } else if v >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    };
-    let t = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { &s };
-    format!("{t}{}", units[i])
 }
 
 use berth_runtime::state::parse_rfc3339;
@@ -776,64 +743,6 @@ fn cmd_load(cli: &ImageCli, a: &LoadArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// `--change` lines for `import`: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE, STOPSIGNAL.
-fn apply_change(cfg: &mut Value, change: &str) -> Result<()> {
-    let (instr, rest) = change.trim().split_once(char::is_whitespace).unwrap_or((change.trim(), ""));
-    let rest = rest.trim();
-    let cmd_form = |r: &str| -> Value {
-        match serde_json::from_str::<Vec<String>>(r) {
-            Ok(v) => json!(v),
-            Err(_) => json!(["/bin/sh", "-c", r]),
-        }
-    };
-    let kv = |r: &str| -> Vec<(String, String)> {
-        if r.contains('=') {
-            r.split_whitespace()
-                .filter_map(|p| p.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
-                .collect()
-        } else {
-            r.split_once(char::is_whitespace)
-                .map(|(k, v)| vec![(k.to_string(), v.trim().to_string())])
-                .unwrap_or_default()
-        }
-    };
-    match instr.to_ascii_uppercase().as_str() {
-        "CMD" => cfg["Cmd"] = cmd_form(rest),
-        "ENTRYPOINT" => cfg["Entrypoint"] = cmd_form(rest),
-        "WORKDIR" => cfg["WorkingDir"] = json!(rest),
-        "USER" => cfg["User"] = json!(rest),
-        "STOPSIGNAL" => cfg["StopSignal"] = json!(rest),
-        "ENV" => {
-            let mut env: Vec<Value> = cfg["Env"].as_array().cloned().unwrap_or_default();
-            for (k, v) in kv(rest) {
-                env.retain(|x| x.as_str().is_none_or(|s| !s.starts_with(&format!("{k}="))));
-                env.push(json!(format!("{k}={v}")));
-            }
-            cfg["Env"] = json!(env);
-        }
-        "LABEL" => {
-            for (k, v) in kv(rest) {
-                if !cfg["Labels"].is_object() {
-                    cfg["Labels"] = json!({});
-                }
-                cfg["Labels"][k] = json!(v);
-            }
-        }
-        "EXPOSE" => {
-            for p in rest.split_whitespace() {
-                let p = if p.contains('/') { p.to_string() } else { format!("{p}/tcp") };
-                if !cfg["ExposedPorts"].is_object() {
-                    cfg["ExposedPorts"] = json!({});
-                }
-                cfg["ExposedPorts"][p] = json!({});
-            }
-        }
-        other => return Err(format!("--change {change:?}: {other} is not supported (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE, STOPSIGNAL)")),
-    }
-    Ok(())
-}
-
 fn cmd_import(cli: &ImageCli, a: &ImportArgs) -> Result<i32> {
     let platform = match &a.platform {
         Some(p) => Platform::parse(p).map_err(e)?,
@@ -843,18 +752,15 @@ fn cmd_import(cli: &ImageCli, a: &ImportArgs) -> Result<i32> {
         Some(r) => vec![Reference::parse(r).map_err(e)?],
         None => vec![],
     };
-    let mut cfg = json!({});
-    for c in &a.changes {
-        apply_change(&mut cfg, c)?;
-    }
-    let opts = berth_image::docker_archive::ImportOptions {
-        os: platform.os.clone(),
-        architecture: platform.architecture.clone(),
-        variant: platform.variant.clone().filter(|_| platform.architecture != "arm64"),
-        config: cfg,
-        comment: a.message.clone(),
-        created: berth_runtime::state::now_rfc3339(),
-    };
+    let opts = berth_image::docker_archive::ImportOptions::new(
+        &platform.os,
+        &platform.architecture,
+        platform.variant.as_deref(),
+        &a.changes,
+        a.message.as_deref(),
+        berth_runtime::state::now_rfc3339(),
+    )
+    .map_err(e)?;
     let store = open_store(cli)?;
     let rec = if a.file == "-" {
         berth_image::docker_archive::import(&store, std::io::stdin(), &names, &opts)
@@ -872,25 +778,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_and_times() {
-        assert_eq!(human_size(512), "512B");
-        assert_eq!(human_size(4_261_000), "4.26MB");
-        assert_eq!(human_size(12_345_678), "12.3MB");
-        assert_eq!(human_size(1_000_000), "1MB");
+    fn times() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_rfc3339("2023-11-14T22:13:20Z"), Some(1_700_000_000));
         assert_eq!(parse_rfc3339("2023-11-14T23:13:20.5+01:00"), Some(1_700_000_000));
         assert_eq!(parse_rfc3339("yesterday"), None);
         assert_eq!(parse_rfc3339(&berth_runtime::state::now_rfc3339()).map(|t| t > 1_700_000_000), Some(true));
-        let mut cfg = json!({});
-        apply_change(&mut cfg, r#"CMD ["sh", "-c", "echo hi"]"#).unwrap();
-        apply_change(&mut cfg, "ENTRYPOINT /init").unwrap();
-        apply_change(&mut cfg, "ENV A=1 B=2").unwrap();
-        apply_change(&mut cfg, "EXPOSE 80 53/udp").unwrap();
-        assert_eq!(cfg["Cmd"], json!(["sh", "-c", "echo hi"]));
-        assert_eq!(cfg["Entrypoint"], json!(["/bin/sh", "-c", "/init"]));
-        assert_eq!(cfg["Env"], json!(["A=1", "B=2"]));
-        assert!(cfg["ExposedPorts"]["80/tcp"].is_object() && cfg["ExposedPorts"]["53/udp"].is_object());
-        assert!(apply_change(&mut cfg, "RUN x").unwrap_err().contains("not supported"));
     }
 }

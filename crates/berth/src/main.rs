@@ -6,6 +6,7 @@
 mod client;
 mod container_cmd;
 mod daemon_cmd;
+mod image_api;
 mod image_cmd;
 mod progress;
 mod runtime_cmd;
@@ -17,9 +18,13 @@ use std::path::Path;
 
 const USAGE: &str = "berth: a container engine in one binary
 
-Usage: berth [--data-root DIR] [-H SOCKET] <COMMAND> [ARGS...]
+Usage: berth [-H SOCKET] <COMMAND> [ARGS...]
+       berth --data-root DIR <IMAGE COMMAND> [ARGS...]
 
-Containers (through the daemon; -H/--host or $BERTH_HOST, default /run/berth/berth.sock):
+Containers and images go through the daemon: -H/--host SOCKET (unix:///path or a path), else
+$BERTH_HOST, else /run/berth/berth.sock.
+
+Containers:
   run        Create and run a new container from an image
   create     Create a new container
   start      Start one or more stopped containers
@@ -44,22 +49,28 @@ Containers (through the daemon; -H/--host or $BERTH_HOST, default /run/berth/ber
   volume     Manage volumes (create, ls, inspect, rm, prune)
   info       Display system-wide information from the daemon
 
-Images (on the local store, directly):
+Images:
   pull       Download an image from a registry
   push       Upload an image to a registry
   images     List images
   tag        Create a tag that refers to an image
   rmi        Remove images
-  image      Manage images (ls, pull, push, tag, rm, inspect, history, prune)
+  image      Manage images (ls, pull, push, tag, rm, inspect, history, prune, save, load, import)
   save       Save images to a tar archive (docker-archive and OCI layout in one)
   load       Load images from a tar archive (docker-archive or OCI layout)
   import     Create an image from a root filesystem tarball
-  system     Remove unused data (system prune)
+  history    Show the history of an image
   login      Log in to a registry (credentials in Docker's config.json)
   logout     Log out from a registry
+
+  With --data-root DIR before the command, the image commands (and system prune) work offline:
+  directly on the image store under DIR, without a daemon.
+
+System:
+  system     Manage Berth (df, prune, info)
+  version    Show the client's version and the daemon's
   daemon     Run the engine: the Docker Engine API on /run/berth/berth.sock
   runtime    Run containers from OCI bundles (runc-compatible; see `berth runtime --help`)
-  version    Print the version
   help       Print this help
 
 Symlink berth as `berth-runc` to use it as an OCI runtime binary for dockerd or podman.";
@@ -89,30 +100,35 @@ fn main() {
                 rest.extend(args.into_iter().skip(i + 1));
                 runtime_cmd::main(rest)
             }
+            Some("system") if args.get(i + 1).and_then(|a| a.to_str()) == Some("info") => {
+                // `system info` is `info`, the container verbs' business.
+                let mut v = args.clone();
+                v.remove(i);
+                container_cmd::main(without_global(&v, i, "--data-root"))
+            }
             Some(
-                "pull" | "push" | "images" | "tag" | "rmi" | "image" | "save" | "load" | "import" | "login" | "logout"
-                | "system",
-            ) => image_cmd::main(args),
+                "pull" | "push" | "images" | "tag" | "rmi" | "image" | "save" | "load" | "import" | "history" | "login"
+                | "logout" | "system",
+            ) => {
+                // --data-root before the verb: today's offline mode on that store, no daemon.
+                let direct = args[1..i]
+                    .iter()
+                    .any(|a| a.to_str().is_some_and(|a| a == "--data-root" || a.starts_with("--data-root=")));
+                if direct {
+                    image_cmd::main(without_global(&args, i, "--host"))
+                } else {
+                    image_api::main(without_global(&args, i, "--data-root"))
+                }
+            }
             Some(
                 "run" | "create" | "start" | "stop" | "restart" | "kill" | "rm" | "ps" | "logs" | "exec" | "attach"
                 | "inspect" | "wait" | "top" | "pause" | "unpause" | "rename" | "port" | "volume" | "info" | "stats"
                 | "events" | "cp",
             ) => {
                 // Global options before the verb: -H passes on, --data-root is the daemon's business.
-                let mut rest = vec![OsString::from("berth")];
-                let mut j = 1;
-                while j < args.len() {
-                    match args[j].to_str() {
-                        Some("--data-root") if j < i => j += 2,
-                        Some(a) if j < i && a.starts_with("--data-root=") => j += 1,
-                        _ => {
-                            rest.push(args[j].clone());
-                            j += 1;
-                        }
-                    }
-                }
-                container_cmd::main(rest)
+                container_cmd::main(without_global(&args, i, "--data-root"))
             }
+            Some("version") => image_api::main(without_global(&args, i, "--data-root")),
             Some("daemon") => {
                 let mut rest = vec![OsString::from("berth daemon")];
                 rest.extend(args.into_iter().skip(i + 1));
@@ -123,7 +139,7 @@ fn main() {
                 rest.extend(args.into_iter().skip(i + 1));
                 daemon_cmd::monitor_main(rest)
             }
-            Some("version") | Some("--version") | Some("-V") => {
+            Some("--version") | Some("-V") => {
                 println!("berth version {}", env!("CARGO_PKG_VERSION"));
                 0
             }
@@ -138,4 +154,23 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// `args` without the global option `drop` (`--data-root` or `--host`/`-H`, with its value)
+/// where it appears before the verb at `verb`.
+fn without_global(args: &[OsString], verb: usize, drop: &str) -> Vec<OsString> {
+    let names: &[&str] = if drop == "--host" { &["--host", "-H"] } else { &[drop] };
+    let mut rest = vec![OsString::from("berth")];
+    let mut j = 1;
+    while j < args.len() {
+        match args[j].to_str() {
+            Some(a) if j < verb && names.contains(&a) => j += 2,
+            Some(a) if j < verb && a.starts_with(&format!("{drop}=")) => j += 1,
+            _ => {
+                rest.push(args[j].clone());
+                j += 1;
+            }
+        }
+    }
+    rest
 }

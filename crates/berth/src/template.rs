@@ -199,6 +199,54 @@ pub fn align(rows: &[String]) -> String {
     out
 }
 
+/// Print `items` with a `--format` value: `json` (one object per line), `table [template]`
+/// (a header from `header`, columns aligned), or a template (one line per item).
+pub fn print_formatted(format: &str, items: &[Value], header: Option<&dyn Fn(&str) -> String>) -> Result<(), String> {
+    if format == "json" {
+        for i in items {
+            println!("{}", serde_json::to_string(i).unwrap_or_default());
+        }
+        return Ok(());
+    }
+    let t = Template::parse(format)?;
+    let mut rows = Vec::new();
+    if t.table {
+        if let Some(h) = header {
+            rows.push(t.header(h));
+        }
+    }
+    for i in items {
+        rows.push(t.render(i)?);
+    }
+    if t.table {
+        print!("{}", align(&rows));
+    } else {
+        for r in rows {
+            println!("{r}");
+        }
+    }
+    Ok(())
+}
+
+/// JSON with Docker's 4-space indent.
+pub fn pretty(v: &Value) -> String {
+    let mut buf = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    use serde::Serialize;
+    let _ = v.serialize(&mut ser);
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+/// `inspect` output: a JSON array (Docker's 4-space indent), or each object through `--format`.
+pub fn print_inspected(format: Option<&str>, found: Vec<Value>) -> Result<(), String> {
+    match format {
+        None | Some("json") => println!("{}", pretty(&Value::Array(found))),
+        Some(f) => print_formatted(f, &found, None)?,
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -552,6 +552,27 @@ pub fn apply_change(cfg: &mut Value, change: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether a 512-byte block is a tar header: its checksum field (octal) matches the sum of its
+/// bytes with that field counted as spaces (unsigned, or signed as some old tars wrote it).
+fn tar_header_ok(b: &[u8]) -> bool {
+    let field: String = b[148..156].iter().take_while(|c| **c != 0).map(|c| *c as char).collect();
+    let Ok(want) = i64::from_str_radix(field.trim(), 8) else { return false };
+    let counted = |i: usize, c: u8| if (148..156).contains(&i) { b' ' } else { c };
+    let unsigned: i64 = b.iter().enumerate().map(|(i, &c)| i64::from(counted(i, c))).sum();
+    let signed: i64 = b.iter().enumerate().map(|(i, &c)| i64::from(counted(i, c) as i8)).sum();
+    want == unsigned || want == signed
+}
+
+/// A message from a parser that may quote raw input, as one printable line of bounded length.
+fn printable(s: &str) -> String {
+    let clean: String =
+        s.chars().map(|c| if c.is_control() || c == char::REPLACEMENT_CHARACTER { '?' } else { c }).collect();
+    match clean.char_indices().nth(200) {
+        Some((i, _)) => format!("{}...", &clean[..i]),
+        None => clean,
+    }
+}
+
 /// A root filesystem tarball (plain, gzip or zstd) becomes a one-layer image, stored gzip-
 /// compressed; the DiffID and the blob digest are computed in the same pass. Input that is
 /// not a tar archive is refused and leaves nothing in the store.
@@ -563,7 +584,24 @@ pub fn import(
 ) -> Result<ImageRecord> {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut raw = HashReader::new(decompress(input)?);
+    let mut dec = decompress(input)?;
+    // Refuse what is not a tar before anything is stored: the first block must be a header
+    // whose checksum matches (or the zero block of an empty archive).
+    let mut first = vec![0u8; 512];
+    let mut n = 0;
+    while n < first.len() {
+        match dec.read(&mut first[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(bad(format!("reading the tarball: {e}"))),
+        }
+    }
+    first.truncate(n);
+    if n == 512 && first.iter().any(|b| *b != 0) && !tar_header_ok(&first) {
+        return Err(bad("the input is not a tar archive (its first block is not a tar header)"));
+    }
+    let mut raw = HashReader::new(io::Cursor::new(first).chain(dec));
     // One ingest per import (a daemon runs several at once); nothing here can be resumed.
     let mut writer = store.content().writer(&format!("import-{}-{seq}", std::process::id()))?;
     writer.reset()?;
@@ -597,6 +635,9 @@ pub fn import(
     if let Some(v) = &opts.variant {
         config["variant"] = json!(v);
     }
+    if let Some(c) = &opts.comment {
+        config["comment"] = json!(c); // Docker's image Comment
+    }
     let config = serde_json::to_vec(&config).unwrap_or_default();
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
@@ -613,7 +654,9 @@ pub fn import(
                 let _ = store.content().delete(&digest);
             }
             match e.kind() {
-                ErrorKind::InvalidLayer => Err(bad(format!("the input is not a valid tar archive: {e}"))),
+                ErrorKind::InvalidLayer => {
+                    Err(bad(format!("the input is not a valid tar archive: {}", printable(&e.to_string()))))
+                }
                 _ => Err(e),
             }
         }
@@ -652,6 +695,15 @@ mod tests {
             assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{bad}: {e}");
         }
         assert!(apply_change(&mut cfg, "RUN x").unwrap_err().to_string().contains("RUN is not supported"));
+        let mut h = tar::Header::new_gnu();
+        h.set_path("bin/sh").unwrap();
+        h.set_size(0);
+        h.set_cksum();
+        assert!(tar_header_ok(h.as_bytes()));
+        let mut broken = h.as_bytes().to_vec();
+        broken[0] = b'x';
+        assert!(!tar_header_ok(&broken) && !tar_header_ok(&[b'z'; 512]));
+        assert_eq!(printable("a\u{1}b\u{fffd}\nc"), "a?b??c");
         let o = ImportOptions::new("linux", "arm64", Some("v8"), &["USER 1".into()], Some("m"), "t".into()).unwrap();
         assert_eq!((o.variant, o.comment.as_deref(), &o.config), (None, Some("m"), &json!({"User": "1"})));
     }

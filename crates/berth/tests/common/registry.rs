@@ -85,3 +85,64 @@ pub fn make_layout(out: &Path, tag: &str) -> serde_json::Value {
     assert!(o.status.success(), "mkimage.py: {}", String::from_utf8_lossy(&o.stderr));
     serde_json::from_slice(&o.stdout).unwrap()
 }
+
+/// A Bearer token server for a registry (tests/fixtures/token_server.py, the flow Docker Hub
+/// uses): tokens for `user`/`password`, a 401 for wrong credentials; killed on drop.
+pub struct TokenServer {
+    child: Child,
+    pub port: u16,
+    cert: PathBuf,
+}
+
+impl TokenServer {
+    pub fn start(dir: &Path, user: &str, password: &str) -> TokenServer {
+        std::fs::create_dir_all(dir).unwrap();
+        let (key, cert) = (dir.join("token-key.pem"), dir.join("token-cert.pem"));
+        let o = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=berth-test-token"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl (scripts/deps.sh test)");
+        assert!(o.status.success(), "openssl: {}", String::from_utf8_lossy(&o.stderr));
+        let port_file = dir.join("token-port");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/token_server.py");
+        let child = Command::new("python3")
+            .arg(script)
+            .arg(&port_file)
+            .arg(&key)
+            .arg(&cert)
+            .args(["berth-test-issuer", user, password])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut ts = TokenServer { child, port: 0, cert };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(p) = std::fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse().ok()) {
+                ts.port = p;
+                return ts;
+            }
+            assert!(Instant::now() < deadline, "token server did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The `auth:` section of a registry config that trusts this server.
+    pub fn registry_config(&self) -> String {
+        format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: berth-test-registry\n    issuer: berth-test-issuer\n    rootcertbundle: {}\n",
+            self.port,
+            self.cert.display()
+        )
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
