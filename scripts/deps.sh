@@ -3,7 +3,7 @@
 # Usage: scripts/deps.sh [demo|test]
 set -euo pipefail
 want=${1:-test}
-pkgs=(busybox-static ca-certificates procps util-linux python3)
+pkgs=(busybox-static ca-certificates procps util-linux python3 nftables)
 if [ "$want" = test ]; then
   pkgs+=(runc hyperfine docker.io docker-compose podman uidmap iptables skopeo umoci docker-registry openssl time)
 fi

@@ -183,3 +183,61 @@ fn the_bridge_driver_attaches_and_detaches_containers_cleanly() {
     assert_eq!(names, ["lo", "berth-t0"], "only the bridge is left");
     assert!(nl_in(&a).link("eth0").unwrap().is_none());
 }
+
+#[test]
+fn published_ports_reach_a_container_through_nftables_dnat() {
+    use berth_net::bridge::{self, Endpoint};
+    use berth_net::firewall::{self, Network, Published};
+    use berth_net::ipam::Subnet;
+    let dir = Dir(std::env::temp_dir().join(format!("berth-fw-{}", std::process::id())));
+    let (host, c) = (dir.0.join("host"), dir.0.join("c"));
+    netns::create(&host).unwrap();
+    netns::create(&c).unwrap();
+    let subnet: Subnet = "10.78.0.0/24".parse().unwrap();
+    let mut h = nl_in(&host);
+    h.set_up("lo").unwrap();
+    bridge::ensure_bridge(&mut h, "berth-f0", subnet.first_host(), subnet).unwrap();
+    let ip = Ipv4Addr::new(10, 78, 0, 2);
+    let ep = Endpoint {
+        bridge: "berth-f0",
+        host_if: "vethffffffffff",
+        ifname: "eth0",
+        address: ip,
+        subnet,
+        gateway: Some(subnet.first_host()),
+        mtu: None,
+    };
+    bridge::attach(&mut h, &c, &ep).unwrap();
+    let nets = vec![Network { bridge: "berth-f0".into(), subnet, internal: false }];
+    let ports = vec![Published {
+        proto: "tcp".into(),
+        host_ip: Some(Ipv4Addr::LOCALHOST),
+        host_port: 8080,
+        container_ip: ip,
+        container_port: 80,
+    }];
+    let (n2, p2) = (nets.clone(), ports.clone());
+    netns::run_in(&host, move || firewall::apply("berth_test", &n2, &p2)).unwrap();
+    // Applying again replaces the table (no duplicate rules, no error).
+    let (n2, p2) = (nets.clone(), ports.clone());
+    netns::run_in(&host, move || firewall::apply("berth_test", &n2, &p2)).unwrap();
+
+    let listen = SocketAddr::new(ip.into(), 80);
+    let l = netns::run_in(&c, move || TcpListener::bind(listen)).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.write_all(b"from the container").unwrap();
+    });
+    let to: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    let mut s = netns::run_in(&host, move || TcpStream::connect_timeout(&to, Duration::from_secs(5))).unwrap();
+    let mut got = String::new();
+    s.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "from the container");
+    server.join().unwrap();
+
+    // Removing the table ends the forwarding.
+    netns::run_in(&host, || firewall::remove("berth_test")).unwrap();
+    netns::run_in(&host, || firewall::remove("berth_test")).unwrap(); // twice: fine
+    let r = netns::run_in(&host, move || TcpStream::connect_timeout(&to, Duration::from_secs(2)));
+    assert!(r.is_err(), "port 8080 still forwarded after the table went");
+}
