@@ -135,7 +135,11 @@ impl Read for Body {
                 let max = (*left).min(buf.len() as u64) as usize;
                 let got = self.r.read(&mut buf[..max])?;
                 if got == 0 {
-                    *done = true;
+                    // The connection ended inside a chunk: a cut answer, never a complete one.
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the daemon's answer ended early",
+                    ));
                 }
                 *left -= got as u64;
                 Ok(got)

@@ -15,6 +15,50 @@ use std::ffi::OsString;
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 
+// The long help (`--help`) of the verbs.
+const PULL_LONG: &str = "Download an image from a registry through the daemon.\n\n\
+    NAME[:TAG|@DIGEST] is normalised as Docker does (busybox = docker.io/library/busybox:latest). \
+    Credentials for the registry come from Docker's config.json (berth login / docker login). \
+    Progress is shown per layer (bars on a terminal, lines otherwise); the reference pulled is \
+    printed on stdout.";
+const PUSH_LONG: &str = "Upload an image to a registry through the daemon.\n\n\
+    The image NAME[:TAG] must exist locally (berth tag it first). Credentials for the registry \
+    come from Docker's config.json; layers the registry has already are not sent again.";
+const IMAGES_LONG: &str = "List images.\n\n\
+    Columns: REPOSITORY TAG IMAGE ID CREATED SIZE (DIGEST with --digests). Filters: \
+    reference=PATTERN (glob over NAME[:TAG]), dangling=true|false, label=KEY[=VALUE], \
+    before=IMAGE, since=IMAGE, until=TIME. --format takes 'table', 'json' (one object per line) \
+    or a Go template over .ID .Repository .Tag .Digest .CreatedSince .CreatedAt .Size \
+    .Containers, e.g. '{{.Repository}}:{{.Tag}}'.";
+const RMI_LONG: &str = "Remove one or more images.\n\n\
+    A reference is untagged; when no reference is left (or an ID is given) the image is deleted, \
+    with the layers nothing else uses. An image several repositories refer to needs --force to \
+    be removed by ID; an image a container uses cannot be removed.";
+const HISTORY_LONG: &str = "Show the history of an image, newest first: IMAGE CREATED CREATED BY SIZE \
+    COMMENT. --format takes 'table', 'json' or a Go template over .ID .CreatedSince .CreatedAt \
+    .CreatedBy .Size .Comment.";
+const PRUNE_LONG: &str = "Remove unused images: dangling ones (no tag), or with --all every image \
+    no container uses. Filters: until=TIME (created before), label=KEY[=VALUE], label!=KEY[=VALUE]. \
+    Asks for confirmation unless --force.";
+const SAVE_LONG: &str = "Save one or more images to a tar archive that is both a docker-archive \
+    (docker load reads it) and an OCI image layout (skopeo, podman). Written to stdout unless -o; \
+    a tar is never written to a terminal.";
+const LOAD_LONG: &str = "Load images from a tar archive (docker-archive or OCI layout, as docker \
+    save or skopeo write them) read from a file or stdin; prints the images loaded.";
+const IMPORT_LONG: &str = "Import the contents from a tarball (plain, gzip or zstd) to create a \
+    one-layer filesystem image; prints its ID.\n\n\
+    FILE is a path, or - for stdin. --change applies a Dockerfile instruction to the image's \
+    config: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, WORKDIR, VOLUME, STOPSIGNAL \
+    (e.g. --change 'CMD [\"sh\"]'). Importing from a URL is not supported.";
+const LOGIN_LONG: &str = "Authenticate to a registry (Docker Hub if no server is given).\n\n\
+    The daemon checks the credentials against the registry; on success they are stored in \
+    Docker's config.json ($DOCKER_CONFIG/config.json, else ~/.docker/config.json), shared with \
+    the docker CLI. Without -u/-p, stored credentials are tried first; on a terminal the missing \
+    ones are asked for.";
+const DF_LONG: &str = "Show Berth disk usage: TYPE TOTAL ACTIVE SIZE RECLAIMABLE for images, \
+    containers, local volumes and the build cache (berth has none). --format takes 'table', \
+    'json' or a Go template over .Type .TotalCount .Active .Size .Reclaimable.";
+
 #[derive(Parser, Debug)]
 #[command(name = "berth", disable_help_subcommand = true, disable_version_flag = true)]
 struct Cli {
@@ -29,24 +73,33 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Download an image from a registry
+    #[command(long_about = PULL_LONG)]
     Pull(PullArgs),
     /// Upload an image to a registry
+    #[command(long_about = PUSH_LONG)]
     Push(PushArgs),
     /// List images
+    #[command(long_about = IMAGES_LONG)]
     Images(ImagesArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     Tag(TagArgs),
     /// Remove one or more images
+    #[command(long_about = RMI_LONG)]
     Rmi(RmiArgs),
     /// Save one or more images to a tar archive (streamed to stdout by default)
+    #[command(long_about = SAVE_LONG)]
     Save(SaveArgs),
     /// Load images from a tar archive or stdin
+    #[command(long_about = LOAD_LONG)]
     Load(LoadArgs),
     /// Import the contents from a tarball to create a filesystem image
+    #[command(long_about = IMPORT_LONG)]
     Import(ImportArgs),
     /// Show the history of an image
+    #[command(long_about = HISTORY_LONG)]
     History(HistoryArgs),
     /// Authenticate to a registry
+    #[command(long_about = LOGIN_LONG)]
     Login(LoginArgs),
     /// Log out from a registry
     Logout(LogoutArgs),
@@ -67,34 +120,44 @@ enum Cmd {
 #[derive(Subcommand, Debug)]
 enum ImageSub {
     /// Download an image from a registry
+    #[command(long_about = PULL_LONG)]
     Pull(PullArgs),
     /// Upload an image to a registry
+    #[command(long_about = PUSH_LONG)]
     Push(PushArgs),
     /// List images
+    #[command(long_about = IMAGES_LONG)]
     #[command(alias = "list")]
     Ls(ImagesArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     Tag(TagArgs),
     /// Remove one or more images
+    #[command(long_about = RMI_LONG)]
     #[command(alias = "remove")]
     Rm(RmiArgs),
     /// Display detailed information on one or more images
     Inspect(InspectArgs),
     /// Show the history of an image
+    #[command(long_about = HISTORY_LONG)]
     History(HistoryArgs),
     /// Remove unused images
+    #[command(long_about = PRUNE_LONG)]
     Prune(PruneArgs),
     /// Save one or more images to a tar archive (streamed to stdout by default)
+    #[command(long_about = SAVE_LONG)]
     Save(SaveArgs),
     /// Load images from a tar archive or stdin
+    #[command(long_about = LOAD_LONG)]
     Load(LoadArgs),
     /// Import the contents from a tarball to create a filesystem image
+    #[command(long_about = IMPORT_LONG)]
     Import(ImportArgs),
 }
 
 #[derive(Subcommand, Debug)]
 enum SystemSub {
     /// Show Berth disk usage: images, containers, local volumes, build cache
+    #[command(long_about = DF_LONG)]
     Df(DfArgs),
     /// Remove unused data: stopped containers, dangling (or all unused) images, and with
     /// --volumes anonymous volumes no container uses
@@ -108,11 +171,6 @@ enum SystemSub {
 }
 
 #[derive(Args, Debug)]
-#[command(long_about = "Download an image from a registry through the daemon.\n\n\
-    NAME[:TAG|@DIGEST] is normalised as Docker does (busybox = docker.io/library/busybox:latest). \
-    Credentials for the registry come from Docker's config.json (berth login / docker login). \
-    Progress is shown per layer (bars on a terminal, lines otherwise); the reference pulled is \
-    printed on stdout.")]
 struct PullArgs {
     /// Image reference: NAME[:TAG|@DIGEST]
     image: String,
@@ -128,9 +186,6 @@ struct PullArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(long_about = "Upload an image to a registry through the daemon.\n\n\
-    The image NAME[:TAG] must exist locally (berth tag it first). Credentials for the registry \
-    come from Docker's config.json; layers the registry has already are not sent again.")]
 struct PushArgs {
     /// Image reference: NAME[:TAG]
     image: String,
@@ -143,12 +198,6 @@ struct PushArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(long_about = "List images.\n\n\
-    Columns: REPOSITORY TAG IMAGE ID CREATED SIZE (DIGEST with --digests). Filters: \
-    reference=PATTERN (glob over NAME[:TAG]), dangling=true|false, label=KEY[=VALUE], \
-    before=IMAGE, since=IMAGE, until=TIME. --format takes 'table', 'json' (one object per line) \
-    or a Go template over .ID .Repository .Tag .Digest .CreatedSince .CreatedAt .Size \
-    .Containers, e.g. '{{.Repository}}:{{.Tag}}'.")]
 struct ImagesArgs {
     /// Only images whose reference matches REPOSITORY[:TAG] (a glob pattern)
     repository: Option<String>,
@@ -181,10 +230,6 @@ struct TagArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(long_about = "Remove one or more images.\n\n\
-    A reference is untagged; when no reference is left (or an ID is given) the image is deleted, \
-    with the layers nothing else uses. An image several repositories refer to needs --force to \
-    be removed by ID; an image a container uses cannot be removed.")]
 struct RmiArgs {
     /// Images to remove: references or IDs
     #[arg(required = true)]
@@ -208,9 +253,6 @@ struct InspectArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(long_about = "Show the history of an image, newest first: IMAGE CREATED CREATED BY SIZE \
-    COMMENT. --format takes 'table', 'json' or a Go template over .ID .CreatedSince .CreatedAt \
-    .CreatedBy .Size .Comment.")]
 struct HistoryArgs {
     /// The image: a reference or an ID
     image: String,
@@ -229,9 +271,6 @@ struct HistoryArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(long_about = "Remove unused images: dangling ones (no tag), or with --all every image \
-    no container uses. Filters: until=TIME (created before), label=KEY[=VALUE], label!=KEY[=VALUE]. \
-    Asks for confirmation unless --force.")]
 struct PruneArgs {
     /// Remove all unused images, not just dangling ones
     #[arg(short, long)]
@@ -245,9 +284,6 @@ struct PruneArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(long_about = "Save one or more images to a tar archive that is both a docker-archive \
-    (docker load reads it) and an OCI image layout (skopeo, podman). Written to stdout unless -o; \
-    a tar is never written to a terminal.")]
 struct SaveArgs {
     /// Images: references (NAME saves every tag of the repository) or IDs
     #[arg(required = true)]
@@ -258,8 +294,6 @@ struct SaveArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(long_about = "Load images from a tar archive (docker-archive or OCI layout, as docker \
-    save or skopeo write them) read from a file or stdin; prints the images loaded.")]
 struct LoadArgs {
     /// Read from tar archive file, instead of STDIN
     #[arg(short, long)]
@@ -270,11 +304,6 @@ struct LoadArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(long_about = "Import the contents from a tarball (plain, gzip or zstd) to create a \
-    one-layer filesystem image; prints its ID.\n\n\
-    FILE is a path, or - for stdin. --change applies a Dockerfile instruction to the image's \
-    config: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, WORKDIR, VOLUME, STOPSIGNAL \
-    (e.g. --change 'CMD [\"sh\"]'). Importing from a URL is not supported.")]
 struct ImportArgs {
     /// A root filesystem tarball, or - for stdin
     file: String,
@@ -292,11 +321,6 @@ struct ImportArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(long_about = "Authenticate to a registry (Docker Hub if no server is given).\n\n\
-    The daemon checks the credentials against the registry; on success they are stored in \
-    Docker's config.json ($DOCKER_CONFIG/config.json, else ~/.docker/config.json), shared with \
-    the docker CLI. Without -u/-p, stored credentials are tried first; on a terminal the missing \
-    ones are asked for.")]
 struct LoginArgs {
     /// Registry server (default Docker Hub)
     server: Option<String>,
@@ -318,9 +342,6 @@ struct LogoutArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(long_about = "Show Berth disk usage: TYPE TOTAL ACTIVE SIZE RECLAIMABLE for images, \
-    containers, local volumes and the build cache (berth has none). --format takes 'table', \
-    'json' or a Go template over .Type .TotalCount .Active .Size .Reclaimable.")]
 struct DfArgs {
     /// Show detailed information on space usage
     #[arg(short, long)]
