@@ -23,6 +23,12 @@ struct DaemonArgs {
     /// Root of runtime state: container bundles, monitor sockets
     #[arg(long, env = "BERTH_EXEC_ROOT", default_value = "/run/berth")]
     exec_root: PathBuf,
+    /// The default bridge network's Linux bridge device
+    #[arg(short = 'b', long = "bridge", env = "BERTH_BRIDGE", default_value = "berth0")]
+    bridge: String,
+    /// The bridge's address and prefix: its subnet is the default network's (as dockerd's --bip)
+    #[arg(long, env = "BERTH_BIP", default_value = "172.29.0.1/16")]
+    bip: String,
     /// Log every API request, with its duration, on stderr
     #[arg(short = 'D', long)]
     debug: bool,
@@ -43,7 +49,14 @@ pub fn daemon_main(args: Vec<std::ffi::OsString>) -> i32 {
     }
     let sock = PathBuf::from(a.host.strip_prefix("unix://").unwrap_or(&a.host));
     berth_engine::api::DEBUG.store(a.debug, std::sync::atomic::Ordering::Relaxed);
-    let d = match berth_engine::daemon::Daemon::open(&a.data_root, &a.exec_root) {
+    let net = match berth_engine::network::NetConfig::parse(&a.bridge, &a.bip) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("berth daemon: {e}");
+            return 125;
+        }
+    };
+    let d = match berth_engine::daemon::Daemon::open_with(&a.data_root, &a.exec_root, net) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("berth daemon: {e}");

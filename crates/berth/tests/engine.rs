@@ -41,9 +41,12 @@ fn run_output_exit_codes_stdin_and_bad_input() {
     assert_eq!(o.status.code(), Some(127), "{}", err(&o));
     assert!(err(&o).contains("executable file not found"), "{}", err(&o));
     // Refused flags name the problem and create nothing.
-    let o = e.docker(&["run", "--rm", "-p", "8080:80", "bb:1", "true"]);
+    let o = e.docker(&["run", "--rm", "--sysctl", "net.ipv4.ip_forward=1", "bb:1", "true"]);
     assert_eq!(o.status.code(), Some(125));
-    assert!(err(&o).contains("published ports"), "{}", err(&o));
+    assert!(err(&o).contains("--sysctl"), "{}", err(&o));
+    let o = e.docker(&["run", "--rm", "--network", "none", "-p", "8080:80", "bb:1", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(err(&o).contains("conflicting options"), "{}", err(&o));
     assert_eq!(e.ok(&["ps", "-aq"]), "", "half-made containers left");
 
     // Names: a conflict is Docker's 409 message.

@@ -541,12 +541,12 @@ fn list_containers(d: &Daemon, req: &Request) -> ApiResult<Value> {
             "ImageID": c.image_id,
             "Command": command_line(&c),
             "Created": unix_of(&c.created),
-            "Ports": [],
+            "Ports": crate::network::ports_list(c.network.as_ref(), &c.config["ExposedPorts"]),
             "Labels": c.config["Labels"],
             "State": c.state.status,
             "Status": status_text(&c),
             "HostConfig": {"NetworkMode": c.host_config["NetworkMode"]},
-            "NetworkSettings": {"Networks": {}},
+            "NetworkSettings": {"Networks": networks_json(&c)},
             "Mounts": mounts_json(&c),
         }));
         if limit.is_some_and(|l| out.len() >= l) {
@@ -599,7 +599,54 @@ fn inspect(d: &Daemon, c: &Container) -> Value {
         "GraphDriver": {"Name": "overlay2", "Data": {"MergedDir": dir.join("rootfs")}},
         "Mounts": mounts_json(c),
         "Config": c.config,
-        "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}, "IPAddress": "", "Gateway": "", "MacAddress": ""},
+        "NetworkSettings": network_settings(d, c),
+    })
+}
+
+/// `NetworkSettings.Networks`: the network the container is on (by its mode) and, while it
+/// runs on the bridge, its address.
+fn networks_json(c: &Container) -> Value {
+    let mode = c.host_config["NetworkMode"].as_str().unwrap_or("default");
+    let name = if matches!(mode, "" | "default") { "bridge" } else { mode };
+    let a = c.network.as_ref();
+    let s = |f: fn(&crate::network::Attached) -> String| a.map(f).unwrap_or_default();
+    json!({name: {
+        "IPAMConfig": null, "Links": null, "Aliases": null,
+        "NetworkID": network_id(name),
+        "EndpointID": if a.is_some() { c.id.clone() } else { String::new() },
+        "Gateway": s(|a| a.gateway.clone()),
+        "IPAddress": s(|a| a.ip.clone()),
+        "IPPrefixLen": a.map(|a| a.prefix).unwrap_or(0),
+        "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "MacAddress": s(|a| a.mac.clone()),
+        "DriverOpts": null,
+    }})
+}
+
+/// The fixed ids of the built-in networks (sha256 of their names, as stable 64-hex ids).
+pub(crate) fn network_id(name: &str) -> String {
+    berth_image::digest::Digest::of(format!("berth network {name}").as_bytes()).hex().to_string()
+}
+
+fn network_settings(d: &Daemon, c: &Container) -> Value {
+    let a = c.network.as_ref();
+    let s = |f: fn(&crate::network::Attached) -> String| a.map(f).unwrap_or_default();
+    json!({
+        "Bridge": "",
+        "SandboxID": if a.is_some() { c.id.clone() } else { String::new() },
+        "SandboxKey": a.map(|_| d.net.netns_path(&c.id).display().to_string()).unwrap_or_default(),
+        "HairpinMode": false,
+        "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+        "Ports": crate::network::ports_json(a, &c.config["ExposedPorts"]),
+        "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
+        "EndpointID": if a.is_some() { c.id.clone() } else { String::new() },
+        "Gateway": s(|a| a.gateway.clone()),
+        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "IPAddress": s(|a| a.ip.clone()),
+        "IPPrefixLen": a.map(|a| a.prefix).unwrap_or(0),
+        "IPv6Gateway": "",
+        "MacAddress": s(|a| a.mac.clone()),
+        "Networks": networks_json(c),
     })
 }
 

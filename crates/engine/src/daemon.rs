@@ -69,6 +69,9 @@ pub struct Container {
     /// `State.Health` of a container with a healthcheck.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<crate::health::Health>,
+    /// Its place on the bridge network while it runs there (address, published ports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::network::Attached>,
 }
 
 impl Container {
@@ -95,6 +98,7 @@ pub struct Daemon {
     pub images: ImageStore,
     pub volumes: crate::volumes::Volumes,
     pub events: crate::events::Events,
+    pub net: crate::network::Networking,
     containers: Mutex<BTreeMap<String, Container>>,
     changed: Condvar,
     pending: Mutex<BTreeMap<String, Vec<PendingAttach>>>,
@@ -167,6 +171,15 @@ const NOUNS: &[&str] =
 
 impl Daemon {
     pub fn open(data_root: &Path, exec_root: &Path) -> Result<Arc<Daemon>, String> {
+        Self::open_with(data_root, exec_root, crate::network::NetConfig::default())
+    }
+
+    /// As [`Daemon::open`], with the default bridge network's settings.
+    pub fn open_with(
+        data_root: &Path,
+        exec_root: &Path,
+        net: crate::network::NetConfig,
+    ) -> Result<Arc<Daemon>, String> {
         for d in [data_root.join("containers"), exec_root.join("c"), exec_root.join("runtime")] {
             std::fs::create_dir_all(&d).map_err(|e| format!("creating {}: {e}", d.display()))?;
         }
@@ -183,6 +196,7 @@ impl Daemon {
             images,
             volumes: crate::volumes::Volumes::open(&data_root.join("volumes"))?,
             events: Default::default(),
+            net: crate::network::Networking::open(data_root, exec_root, net)?,
             containers: Mutex::new(BTreeMap::new()),
             changed: Condvar::new(),
             pending: Mutex::new(BTreeMap::new()),
@@ -299,8 +313,19 @@ impl Daemon {
                 // Not running: nothing of a run may remain (a crash mid-start leaves a mount).
                 self.cleanup_run(id);
                 let _ = std::fs::remove_dir_all(self.exec_dir(id));
+                if c.network.is_some() {
+                    let _ = self.update(id, |c| c.network = None);
+                }
             }
         }
+        // Networking: only running containers keep namespaces, veths, addresses and ports.
+        let running: BTreeMap<String, crate::network::Attached> = self
+            .lock()
+            .values()
+            .filter(|c| c.running())
+            .filter_map(|c| c.network.clone().map(|n| (c.id.clone(), n)))
+            .collect();
+        self.net.recover(&running);
         Ok(())
     }
 
@@ -544,6 +569,7 @@ impl Daemon {
             restart_count: 0,
             mounts,
             health: None,
+            network: None,
         };
         if let Err(e) = self.images.hold(&id, &rec.id) {
             undo(&made);
@@ -627,18 +653,36 @@ impl Daemon {
         let etc = dir.join("etc");
         std::fs::create_dir_all(&etc).map_err(|e| internal("creating etc", &e))?;
         let hostname = c.config["Hostname"].as_str().unwrap_or(&id[..12]).to_string();
-        let host_net = c.host_config["NetworkMode"] == "host";
+        let mode = c.host_config["NetworkMode"].as_str().unwrap_or("default");
+        let host_net = mode == "host";
+        // On the bridge: namespace, veth, address, ports — recorded before the process starts,
+        // so that a daemon restarting after a crash knows what this container owns.
+        let attached = if matches!(mode, "" | "default" | "bridge") {
+            let a = self.net.setup(id, &c.host_config, &c.config["ExposedPorts"])?;
+            self.update(id, |c| c.network = Some(a.clone()))?;
+            Some(a)
+        } else {
+            None
+        };
+        trace(id, "start: network", t0);
         let hn = if host_net {
             std::fs::read_to_string("/etc/hostname").unwrap_or_default()
         } else {
             format!("{hostname}\n")
         };
-        let hosts = if host_net {
+        let mut hosts = if host_net {
             std::fs::read_to_string("/etc/hosts").unwrap_or_default()
         } else {
-            format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
+            let me = attached.as_ref().map(|a| a.ip.as_str()).unwrap_or("127.0.1.1");
+            format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{me}\t{hostname}\n")
         };
-        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        for h in spec::strings(&c.host_config["ExtraHosts"]) {
+            if let Some((name, ip)) = h.split_once(':') {
+                let ip = if ip == "host-gateway" { self.net.cfg.gateway.to_string() } else { ip.to_string() };
+                hosts.push_str(&format!("{ip}\t{name}\n"));
+            }
+        }
+        let resolv = spec::resolv_conf(&c.host_config, host_net);
         for (f, data) in [("hostname", hn), ("hosts", hosts), ("resolv.conf", resolv)] {
             std::fs::write(etc.join(f), data).map_err(|e| internal("writing /etc files", &e))?;
         }
@@ -664,6 +708,7 @@ impl Daemon {
             rootfs: &rootfs,
             files_dir: &etc,
             mounts: &c.mounts,
+            netns: attached.as_ref().map(|_| self.net.netns_path(id)).as_deref(),
         })?;
         std::fs::write(exec_dir.join("config.json"), serde_json::to_vec_pretty(&s).unwrap_or_default())
             .map_err(|e| internal("writing the bundle", &e))?;
@@ -869,6 +914,7 @@ impl Daemon {
     fn cleanup_run(&self, id: &str) {
         let _ = berth_image::imagestore::unmount(&self.dir(id).join("rootfs"));
         let _ = berth_runtime::container::delete(&self.runtime_root(), id, true);
+        self.net.teardown(id);
     }
 
     /// The container's process ended: record it, unmount, then auto-remove or restart.
@@ -893,6 +939,7 @@ impl Daemon {
             c.state.finished_at = berth_runtime::state::now_rfc3339();
             c.state.exits += 1;
             c.state.oom_killed = oom;
+            c.network = None;
         }) else {
             return;
         };

@@ -12,6 +12,7 @@
 //! - [`health`]: healthchecks, probed as execs.
 //! - [`spec`]: Docker's container config → OCI runtime spec.
 //! - [`volumes`]: named and anonymous volumes of the local driver.
+//! - [`network`]: the default bridge network: namespaces, veths, addresses, published ports.
 //! - [`images_api`]: image import, registry login, image list filters and prune.
 //! - [`monitor`]: the process that runs one container and outlives the daemon.
 //! - [`logs`]: json-file logs (write, rotate, read, follow).
@@ -28,6 +29,7 @@ pub mod http;
 pub mod images_api;
 pub mod logs;
 pub mod monitor;
+pub mod network;
 pub mod spec;
 pub mod stats;
 pub mod volumes;

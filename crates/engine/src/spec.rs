@@ -26,16 +26,51 @@ fn nonzero(v: &Value) -> bool {
     }
 }
 
+/// The container's /etc/resolv.conf: `--dns`/`--dns-search`/`--dns-option` if given, else the
+/// host's, without loopback resolvers a container cannot reach (Google's as Docker's fallback);
+/// with host networking, the host's file as it is.
+pub fn resolv_conf(host: &Value, host_net: bool) -> String {
+    let file = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let (dns, search, opts) = (strings(&host["Dns"]), strings(&host["DnsSearch"]), strings(&host["DnsOptions"]));
+    if host_net && dns.is_empty() && search.is_empty() && opts.is_empty() {
+        return file;
+    }
+    let lines = |key: &str| -> Vec<String> {
+        file.lines()
+            .filter_map(|l| l.trim().strip_prefix(key))
+            .filter(|r| r.starts_with([' ', '\t']))
+            .flat_map(|r| r.split_whitespace().map(String::from).collect::<Vec<_>>())
+            .collect()
+    };
+    let mut ns = if dns.is_empty() {
+        lines("nameserver").into_iter().filter(|n| !n.starts_with("127.") && n != "::1").collect()
+    } else {
+        dns
+    };
+    if ns.is_empty() {
+        ns = vec!["8.8.8.8".into(), "8.8.4.4".into()];
+    }
+    let search = if search.is_empty() { lines("search") } else { search };
+    let opts = if opts.is_empty() { lines("options") } else { opts };
+    let mut out = String::new();
+    for n in ns {
+        out.push_str(&format!("nameserver {n}\n"));
+    }
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if !opts.is_empty() {
+        out.push_str(&format!("options {}\n", opts.join(" ")));
+    }
+    out
+}
+
 /// Refuse what is not implemented yet, naming the field (Docker's 400 for bad parameters).
 pub fn check_supported(_cfg: &Value, host: &Value) -> Result<(), ApiError> {
     let unsupported_host = [
-        ("PortBindings", "published ports (-p) need bridge networking, which Berth does not have yet"),
-        ("PublishAllPorts", "published ports (-P) need bridge networking, which Berth does not have yet"),
         ("Links", "links are not supported"),
         ("VolumesFrom", "--volumes-from is not supported yet"),
         ("DeviceRequests", "--gpus is not supported"),
-        ("Dns", "--dns needs bridge networking, which Berth does not have yet"),
-        ("ExtraHosts", "--add-host is not supported yet"),
         ("Sysctls", "--sysctl is not supported yet"),
         ("SecurityOpt", "--security-opt is not supported yet"),
         ("UsernsMode", "--userns is not supported yet"),
@@ -48,9 +83,34 @@ pub fn check_supported(_cfg: &Value, host: &Value) -> Result<(), ApiError> {
             return Err(ApiError::bad(why));
         }
     }
-    match host["NetworkMode"].as_str().unwrap_or("") {
+    let mode = host["NetworkMode"].as_str().unwrap_or("");
+    match mode {
         "" | "default" | "bridge" | "none" | "host" => {}
-        other => return Err(ApiError::bad(format!("network {other:?}: only none and host networks exist yet"))),
+        other => {
+            return Err(ApiError::not_found(format!(
+                "network {other} not found (user-defined networks are not supported yet: bridge, host and none are)"
+            )))
+        }
+    }
+    let publishes = nonzero(&host["PortBindings"]) || host["PublishAllPorts"].as_bool().unwrap_or(false);
+    if publishes && mode == "none" {
+        return Err(ApiError::bad("conflicting options: port publishing and the container type network mode"));
+    }
+    if matches!(mode, "" | "default" | "bridge") {
+        crate::network::requested_ports(host, &_cfg["ExposedPorts"])?;
+    }
+    for h in strings(&host["ExtraHosts"]) {
+        let ok = h.split_once(':').is_some_and(|(name, ip)| {
+            !name.is_empty() && (ip == "host-gateway" || ip.parse::<std::net::IpAddr>().is_ok())
+        });
+        if !ok {
+            return Err(ApiError::bad(format!("invalid argument \"{h}\" for \"--add-host\" flag: expected HOST:IP")));
+        }
+    }
+    for d in strings(&host["Dns"]) {
+        if d.parse::<std::net::IpAddr>().is_err() {
+            return Err(ApiError::bad(format!("{d} is not an ip address")));
+        }
     }
     if let Some(t) = host["LogConfig"]["Type"].as_str() {
         if !t.is_empty() && t != "json-file" {
@@ -155,6 +215,8 @@ pub struct SpecInput<'a> {
     pub files_dir: &'a Path,
     /// Resolved mount points (volumes' sources are their `_data` directories).
     pub mounts: &'a [MountPoint],
+    /// The pinned network namespace to join (bridge networking), if any.
+    pub netns: Option<&'a Path>,
 }
 
 pub fn build(i: &SpecInput<'_>) -> Result<Value, ApiError> {
@@ -274,8 +336,10 @@ pub fn build(i: &SpecInput<'_>) -> Result<Value, ApiError> {
         json!({"type": "mount"}),
         json!({"type": "cgroup"}),
     ];
-    if net != "host" {
-        ns.push(json!({"type": "network"}));
+    match i.netns {
+        Some(p) => ns.push(json!({"type": "network", "path": p})),
+        None if net != "host" => ns.push(json!({"type": "network"})),
+        None => {}
     }
     if host["PidMode"] == "host" {
         ns.retain(|n| n["type"] != "pid");
@@ -858,8 +922,16 @@ mod tests {
 
     #[test]
     fn unsupported_fields_are_refused() {
-        let e = check_supported(&json!({}), &json!({"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}})).unwrap_err();
-        assert!(e.message.contains("published ports"));
+        let e = check_supported(
+            &json!({}),
+            &json!({"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}, "NetworkMode": "none"}),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("port publishing"), "{}", e.message);
+        assert!(check_supported(&json!({}), &json!({"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}})).is_ok());
+        assert!(check_supported(&json!({}), &json!({"ExtraHosts": ["nocolon"]})).is_err());
+        assert!(check_supported(&json!({}), &json!({"ExtraHosts": ["db:10.0.0.2", "gw:host-gateway"]})).is_ok());
+        assert!(check_supported(&json!({}), &json!({"Dns": ["not-an-ip"]})).is_err());
         assert!(check_supported(&json!({}), &json!({"PortBindings": {}, "NetworkMode": "default"})).is_ok());
         assert!(check_supported(&json!({}), &json!({"NetworkMode": "mynet"})).is_err());
     }

@@ -14,7 +14,12 @@ pub struct Engine {
     pub dir: PathBuf,
     pub sock: PathBuf,
     daemon: Option<Child>,
+    /// This daemon's own bridge and subnet (tests run side by side; none touches `berth0`).
+    pub bridge: String,
+    pub bip: String,
 }
+
+static ENGINES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// A busybox root filesystem (Debian's busybox-static) as a tarball.
 pub fn busybox_tar(dir: &Path) -> PathBuf {
@@ -49,7 +54,11 @@ impl Engine {
             .unwrap();
         assert!(o.status.success(), "import: {}", String::from_utf8_lossy(&o.stderr));
         let sock = dir.join("berth.sock");
-        let mut e = Engine { dir, sock, daemon: None };
+        let n = ENGINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pid = std::process::id();
+        let bridge = format!("bt{}x{n}", pid % 100_000);
+        let bip = format!("10.{}.{}.1/24", 100 + pid % 100, n % 250);
+        let mut e = Engine { dir, sock, daemon: None, bridge, bip };
         e.start_daemon();
         e
     }
@@ -69,6 +78,7 @@ impl Engine {
             .arg(self.dir.join("run"))
             .arg("-H")
             .arg(&self.sock)
+            .args(["--bridge", &self.bridge, "--bip", &self.bip])
             .stdout(Stdio::null())
             .stderr(std::fs::File::options().create(true).append(true).open(self.dir.join("daemon.log")).unwrap())
             .spawn()
@@ -178,6 +188,9 @@ impl Drop for Engine {
             }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
+        let table = format!("berth_{}", self.bridge);
+        let _ = Command::new("nft").args(["delete", "table", "ip", &table]).stderr(Stdio::null()).status();
     }
 }
 

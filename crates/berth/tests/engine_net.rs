@@ -1,0 +1,176 @@
+//! The default bridge network through the engine, with real traffic: a busybox httpd published
+//! on 127.0.0.1 answers the host; containers reach each other and the host by address;
+//! conflicting ports are refused with nothing left; --add-host/--dns land in the files; after
+//! stop, and after kill -9 of the daemon and a restart, no veth, namespace or rule is left that
+//! no container needs. Each test daemon has a bridge and subnet of its own.
+
+mod common;
+
+use common::engine::{err, out, Engine};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// GET / from 127.0.0.1:port, retried while the server starts.
+fn http_get(port: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = (|| -> std::io::Result<String> {
+            let mut s =
+                TcpStream::connect_timeout(&format!("127.0.0.1:{port}").parse().unwrap(), Duration::from_secs(2))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok(body)
+        })();
+        match r {
+            Ok(b) if !b.is_empty() => return b,
+            _ if Instant::now() > deadline => panic!("no answer on 127.0.0.1:{port}: {r:?}"),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// The links enslaved to the test daemon's bridge.
+fn veths(e: &Engine) -> Vec<String> {
+    let o = Command::new("ip").args(["-o", "link", "show", "master", &e.bridge]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.split(':').nth(1).map(|n| n.trim().split('@').next().unwrap_or("").to_string()))
+        .collect()
+}
+
+fn nft_table(e: &Engine) -> String {
+    let o = Command::new("nft").args(["list", "table", "ip", &format!("berth_{}", e.bridge)]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+const WEB: &str =
+    "mkdir -p /www && echo hello from $(hostname) > /www/index.html && exec busybox httpd -f -p 80 -h /www";
+
+#[test]
+fn published_ports_bridge_traffic_and_cleanup() {
+    let mut e = Engine::new("net");
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    e.ok(&["run", "-d", "--name", "web", "--hostname", "webhost", "-p", &publish, "bb:1", "sh", "-c", WEB]);
+    let body = http_get(port);
+    assert!(body.contains("hello from webhost"), "{body}");
+
+    // Inspect, ps and port show the address and the binding.
+    let ip = e.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"]).trim().to_string();
+    let prefix = e.bip.rsplit_once('.').unwrap().0;
+    assert!(ip.starts_with(&format!("{prefix}.")), "{ip} not in {}", e.bip);
+    let gw =
+        e.ok(&["inspect", "-f", "{{.NetworkSettings.Gateway}} {{.NetworkSettings.Networks.bridge.IPAddress}}", "web"]);
+    assert_eq!(gw.trim(), format!("{prefix}.1 {ip}"));
+    assert_eq!(e.ok(&["port", "web"]).trim(), format!("80/tcp -> 127.0.0.1:{port}"));
+    let ps = e.ok(&["ps", "--format", "{{.Ports}}"]);
+    assert_eq!(ps.trim(), format!("127.0.0.1:{port}->80/tcp"));
+    assert_eq!(veths(&e).len(), 1, "{:?}", veths(&e));
+    assert!(nft_table(&e).contains(&format!("dport {port} dnat to {ip}:80")), "{}", nft_table(&e));
+
+    // Another container reaches it by address; its /etc/hosts names itself; --add-host, --dns.
+    let o = e.ok(&[
+        "run",
+        "--rm",
+        "--add-host",
+        "db.example:10.1.2.3",
+        "--dns",
+        "192.0.2.53",
+        "bb:1",
+        "sh",
+        "-c",
+        &format!("busybox wget -qO- http://{ip}/ && grep db.example /etc/hosts && cat /etc/resolv.conf && busybox ip -4 -o addr show eth0"),
+    ]);
+    assert!(o.contains("hello from webhost"), "{o}");
+    assert!(o.contains("10.1.2.3\tdb.example"), "{o}");
+    assert!(o.contains("nameserver 192.0.2.53"), "{o}");
+    assert!(o.contains(&format!("inet {prefix}.")), "{o}");
+
+    // The container reaches the host through the gateway address.
+    let host_srv = TcpListener::bind(format!("{prefix}.1:0")).unwrap();
+    let hp = host_srv.local_addr().unwrap().port();
+    let srv = std::thread::spawn(move || {
+        let (mut s, peer) = host_srv.accept().unwrap();
+        let mut buf = [0u8; 512];
+        let _ = s.read(&mut buf);
+        s.write_all(b"HTTP/1.0 200 OK\r\n\r\nfrom the host").unwrap();
+        peer.ip().to_string()
+    });
+    let o = e.ok(&["run", "--rm", "bb:1", "busybox", "wget", "-qO-", &format!("http://{prefix}.1:{hp}/")]);
+    assert_eq!(o, "from the host");
+    assert!(srv.join().unwrap().starts_with(&format!("{prefix}.")));
+
+    // The same host port again: refused at start, and nothing of that container's network stays.
+    let o = e.docker(&["run", "-d", "--name", "clash", "-p", &publish, "bb:1", "sleep", "100"]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("port is already allocated"), "{}", err(&o));
+    assert_eq!(veths(&e).len(), 1, "{:?}", veths(&e));
+    e.ok(&["rm", "-f", "clash"]);
+    // A random host port (-p 80) and -P.
+    let id = e.ok(&["run", "-d", "-p", "80", "bb:1", "sh", "-c", WEB]).trim().to_string();
+    let hp: u16 = e
+        .ok(&["inspect", "-f", "{{(index (index .NetworkSettings.Ports \"80/tcp\") 0).HostPort}}", &id])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(hp >= 32768, "{hp}");
+    assert!(http_get(hp).contains("hello from"));
+    e.ok(&["rm", "-f", &id]);
+    // Publishing with --network none is refused at create.
+    let o = e.docker(&["create", "--network", "none", "-p", "8080:80", "bb:1", "true"]);
+    assert!(!o.status.success() && err(&o).contains("conflicting options"), "{}", err(&o));
+
+    // kill -9 of the daemon: the published server keeps answering, and after a restart too.
+    e.kill9_daemon();
+    assert!(http_get(port).contains("hello from webhost"));
+    e.start_daemon();
+    assert!(http_get(port).contains("hello from webhost"));
+    assert_eq!(veths(&e).len(), 1);
+    // Stop: veth, namespace, rule and address go.
+    e.ok(&["stop", "-t", "1", "web"]);
+    assert!(veths(&e).is_empty(), "{:?}", veths(&e));
+    assert!(!nft_table(&e).contains("dnat"), "{}", nft_table(&e));
+    assert!(e.mounts_left().is_empty(), "{:?}", e.mounts_left());
+    assert!(TcpStream::connect_timeout(&format!("127.0.0.1:{port}").parse().unwrap(), Duration::from_secs(1)).is_err());
+    // Started again: the same service, again reachable.
+    e.ok(&["start", "web"]);
+    assert!(http_get(port).contains("hello from webhost"));
+    e.ok(&["rm", "-f", "web"]);
+    assert!(veths(&e).is_empty());
+    assert!(e.mounts_left().is_empty(), "{:?}", e.mounts_left());
+    assert_eq!(std::fs::read_dir(e.dir.join("run/netns")).map(|r| r.count()).unwrap_or(0), 0);
+    let _ = out;
+}
+
+#[test]
+fn a_crash_mid_network_leaves_nothing_the_restart_does_not_clean() {
+    let mut e = Engine::new("netcrash");
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    e.ok(&["run", "-d", "--name", "web", "-p", &publish, "bb:1", "sh", "-c", WEB]);
+    assert!(http_get(port).contains("hello from"));
+    // The container dies while the daemon is down: its veth, namespace and rule must go.
+    let pid: i32 = e.ok(&["inspect", "-f", "{{.State.Pid}}", "web"]).trim().parse().unwrap();
+    e.kill9_daemon();
+    // SAFETY: kill(2) of the container process this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(300));
+    e.start_daemon();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while e.ok(&["inspect", "-f", "{{.State.Status}}", "web"]).trim() != "exited" {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(veths(&e).is_empty(), "{:?}", veths(&e));
+    assert!(!nft_table(&e).contains("dnat"), "{}", nft_table(&e));
+    assert!(e.mounts_left().is_empty(), "{:?}", e.mounts_left());
+    e.ok(&["rm", "web"]);
+}
