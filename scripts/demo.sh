@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Main job: build Berth, start `berth daemon` (unless one is running), make an image from
-# Debian's busybox-static, and show a named volume's data outliving its container:
-# one container writes to the volume and is removed, a new one reads the data back.
+# Debian's busybox-static, run a web server in a container with a published port and fetch a
+# page from it on the host; then show a named volume's data outliving its container.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh demo
@@ -20,12 +20,23 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/root/bin" "$work/root/etc"
 cp /bin/busybox "$work/root/bin/"
-for a in sh echo cat ls date hostname id sleep; do ln -s busybox "$work/root/bin/$a"; done
+for a in sh echo cat ls date hostname id sleep mkdir httpd; do ln -s busybox "$work/root/bin/$a"; done
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n' > "$work/root/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' > "$work/root/etc/group"
 tar -C "$work/root" -cf "$work/busybox.tar" .
 "$berth" import "$work/busybox.tar" berth-demo/busybox:1 >/dev/null
 echo "image:      berth-demo/busybox:1 (from busybox-static)"
+# A web server on a published port (the default bridge network, DNAT on 127.0.0.1).
+port=${DEMO_PORT:-8080}
+"$berth" rm -f demo-web >/dev/null 2>&1 || true
+"$berth" run -d --name demo-web -p "127.0.0.1:$port:80" berth-demo/busybox:1 \
+  sh -c 'mkdir -p /www && echo "hello from $(hostname), served by busybox httpd in a Berth container" > /www/index.html && exec httpd -f -p 80 -h /www' >/dev/null
+echo "web:        demo-web on $("$berth" port demo-web 80/tcp) (container address $("$berth" inspect -f '{{.NetworkSettings.IPAddress}}' demo-web))"
+page=
+for _ in $(seq 50); do page=$(python3 -c "import urllib.request,sys; print(urllib.request.urlopen('http://127.0.0.1:$port/', timeout=2).read().decode().strip())" 2>/dev/null) && break; sleep 0.1; done
+echo "host fetch: http://127.0.0.1:$port/ -> ${page:-no answer}"
+"$berth" rm -f demo-web >/dev/null
+[ -n "$page" ] || { echo "demo: the web server did not answer" >&2; exit 1; }
 "$berth" rm -f demo-writer >/dev/null 2>&1 || true
 "$berth" volume rm demo-data >/dev/null 2>&1 || true
 "$berth" volume create demo-data >/dev/null

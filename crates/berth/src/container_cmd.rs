@@ -110,6 +110,9 @@ enum Cmd {
     /// Manage volumes
     #[command(subcommand)]
     Volume(VolumeCmd),
+    /// Manage networks (the built-in bridge, host and none; user-defined ones are not done yet)
+    #[command(subcommand)]
+    Network(NetworkCmd),
     /// Display containers' resource usage (one reading: --no-stream is the only mode)
     Stats {
         /// Show one reading and exit (required: a live view is not implemented)
@@ -360,6 +363,50 @@ struct RunArgs {
 }
 
 #[derive(Subcommand, Debug)]
+enum NetworkCmd {
+    /// List networks
+    #[command(alias = "list")]
+    Ls {
+        /// Only display network IDs
+        #[arg(short, long)]
+        quiet: bool,
+        /// Do not truncate the output
+        #[arg(long)]
+        no_trunc: bool,
+        /// Format: table, json, or a Go-template subset
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Display detailed information on networks
+    Inspect {
+        #[arg(short, long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Create a network (refused by the daemon until user-defined networks exist)
+    Create {
+        name: String,
+        #[arg(short, long, default_value = "bridge")]
+        driver: String,
+        #[arg(long)]
+        subnet: Option<String>,
+        #[arg(long)]
+        gateway: Option<String>,
+        #[arg(long)]
+        internal: bool,
+        #[arg(long)]
+        label: Vec<String>,
+    },
+    /// Remove networks
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum VolumeCmd {
     /// Create a volume
     Create {
@@ -515,6 +562,7 @@ fn dispatch(c: &Client, cmd: Cmd) -> R<i32> {
             Ok(0)
         }
         Cmd::Volume(v) => volume(c, v),
+        Cmd::Network(n) => network(c, n),
         Cmd::Stats { no_stream, all, format, containers } => stats(c, no_stream, all, format, containers),
         Cmd::Events { since, until, filter, format } => events(c, since, until, filter, format),
         Cmd::Cp { archive, src, dst } => cp(c, archive, &src, &dst),
@@ -1193,6 +1241,75 @@ fn inspect(c: &Client, format: Option<String>, names: &[String]) -> R<i32> {
     }
     print_inspected(format.as_deref(), found)?;
     Ok(code)
+}
+
+fn network(c: &Client, n: NetworkCmd) -> R<i32> {
+    match n {
+        NetworkCmd::Ls { quiet, no_trunc, format } => {
+            let list = c.get("/networks")?.as_array().cloned().unwrap_or_default();
+            let id = |v: &Value| {
+                let s = plain(&v["Id"]);
+                if no_trunc {
+                    s
+                } else {
+                    s.chars().take(12).collect()
+                }
+            };
+            if quiet {
+                for x in &list {
+                    println!("{}", id(x));
+                }
+                return Ok(0);
+            }
+            let items: Vec<Value> = list
+                .iter()
+                .map(|x| {
+                    let mut o = x.clone();
+                    o["ID"] = json!(id(x));
+                    o
+                })
+                .collect();
+            let format = match format.as_deref() {
+                None | Some("table") => "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}".to_string(),
+                Some(f) => f.to_string(),
+            };
+            let header = |f: &str| if f == "ID" { "NETWORK ID".to_string() } else { f.to_uppercase() };
+            print_formatted(&format, &items, Some(&header))?;
+            Ok(0)
+        }
+        NetworkCmd::Inspect { format, names } => {
+            let mut found = Vec::new();
+            let mut code = 0;
+            for n in &names {
+                match c.get(&format!("/networks/{}", enc(n))) {
+                    Ok(v) => found.push(v),
+                    Err(e) => {
+                        eprintln!("berth: {e}");
+                        code = 1;
+                    }
+                }
+            }
+            print_inspected(format.as_deref(), found)?;
+            Ok(code)
+        }
+        NetworkCmd::Create { name, driver, subnet, gateway, internal, label } => {
+            let mut cfg = json!({});
+            if let Some(s) = subnet {
+                cfg["Subnet"] = json!(s);
+            }
+            if let Some(g) = gateway {
+                cfg["Gateway"] = json!(g);
+            }
+            let body = json!({"Name": name, "Driver": driver, "Internal": internal, "Labels": kv_map(&label),
+                              "IPAM": {"Driver": "default", "Config": [cfg]}});
+            let v = c.call("POST", "/networks/create", Some(&body))?.json()?;
+            println!("{}", plain(&v["Id"]));
+            Ok(0)
+        }
+        NetworkCmd::Rm { names } => {
+            each(&names, |n| c.call("DELETE", &format!("/networks/{}", enc(n)), None).map(|_| ()))
+        }
+    }
 }
 
 fn volume(c: &Client, v: VolumeCmd) -> R<i32> {

@@ -47,6 +47,7 @@ Containers:
   stats      Display containers' resource usage (--no-stream)
   events     Get real-time events from the daemon
   volume     Manage volumes (create, ls, inspect, rm, prune)
+  network    Manage networks (ls, inspect; bridge, host and none)
   info       Display system-wide information from the daemon
 
 Images:
@@ -122,8 +123,8 @@ fn main() {
             }
             Some(
                 "run" | "create" | "start" | "stop" | "restart" | "kill" | "rm" | "ps" | "logs" | "exec" | "attach"
-                | "inspect" | "wait" | "top" | "pause" | "unpause" | "rename" | "port" | "volume" | "info" | "stats"
-                | "events" | "cp",
+                | "inspect" | "wait" | "top" | "pause" | "unpause" | "rename" | "port" | "volume" | "network" | "info"
+                | "stats" | "events" | "cp",
             ) => {
                 // Global options before the verb: -H passes on, --data-root is the daemon's business.
                 container_cmd::main(without_global(&args, i, "--data-root"))

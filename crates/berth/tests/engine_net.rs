@@ -74,6 +74,18 @@ fn published_ports_bridge_traffic_and_cleanup() {
     let ps = e.ok(&["ps", "--format", "{{.Ports}}"]);
     assert_eq!(ps.trim(), format!("127.0.0.1:{port}->80/tcp"));
     assert_eq!(veths(&e).len(), 1, "{:?}", veths(&e));
+    // The networks as docker shows them.
+    let ls = e.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
+    assert_eq!(ls.lines().collect::<Vec<_>>(), ["bridge bridge", "host host", "none null"], "{ls}");
+    let subnet =
+        e.ok(&["network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}} {{len .Containers}}", "bridge"]);
+    assert_eq!(subnet.trim(), format!("{prefix}.0/24 1"));
+    let ours =
+        Command::new(common::engine::BERTH).args(["-H", e.sock.to_str().unwrap(), "network", "ls"]).output().unwrap();
+    let ours = out(&ours);
+    assert!(ours.starts_with("NETWORK ID") && ours.contains(" bridge ") && ours.lines().count() == 4, "{ours}");
+    let o = e.docker(&["network", "create", "mynet"]);
+    assert!(!o.status.success() && err(&o).contains("not supported yet"), "{}", err(&o));
     assert!(nft_table(&e).contains(&format!("dport {port} dnat to {ip}:80")), "{}", nft_table(&e));
 
     // Another container reaches it by address; its /etc/hosts names itself; --add-host, --dns.
@@ -147,7 +159,6 @@ fn published_ports_bridge_traffic_and_cleanup() {
     assert!(veths(&e).is_empty());
     assert!(e.mounts_left().is_empty(), "{:?}", e.mounts_left());
     assert_eq!(std::fs::read_dir(e.dir.join("run/netns")).map(|r| r.count()).unwrap_or(0), 0);
-    let _ = out;
 }
 
 #[test]

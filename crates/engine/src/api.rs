@@ -120,6 +120,23 @@ fn route(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
         }
         ("GET", ["version"]) => conn.json(200, &version()).map_err(io)?,
         ("GET", ["info"]) => conn.json(200, &info(d)).map_err(io)?,
+        ("GET", ["networks"]) => conn.json(200, &Value::Array(networks(d))).map_err(io)?,
+        ("GET", ["networks", key]) => {
+            let n = networks(d)
+                .into_iter()
+                .find(|n| {
+                    n["Name"] == *key || n["Id"].as_str().is_some_and(|id| !key.is_empty() && id.starts_with(key))
+                })
+                .ok_or_else(|| ApiError::not_found(format!("network {key} not found")))?;
+            conn.json(200, &n).map_err(io)?
+        }
+        ("POST", ["networks", "create"])
+        | ("POST", ["networks", _, "connect" | "disconnect"])
+        | ("DELETE", ["networks", _]) => {
+            return Err(ApiError::bad(
+                "user-defined networks are not supported yet: the built-in bridge, host and none networks are",
+            ))
+        }
         ("GET", ["containers", "json"]) => {
             let v = list_containers(d, req)?;
             conn.json(200, &v).map_err(io)?
@@ -394,6 +411,38 @@ fn arch() -> &'static str {
 
 fn kernel() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string()
+}
+
+/// The built-in networks, as `GET /networks` shows them; the bridge lists its containers.
+fn networks(d: &Daemon) -> Vec<Value> {
+    let cfg = &d.net.cfg;
+    let mut on_bridge = serde_json::Map::new();
+    for c in d.list() {
+        if let Some(a) = &c.network {
+            on_bridge.insert(
+                c.id.clone(),
+                json!({"Name": c.name, "EndpointID": c.id, "MacAddress": a.mac,
+                       "IPv4Address": format!("{}/{}", a.ip, a.prefix), "IPv6Address": ""}),
+            );
+        }
+    }
+    let net = |name: &str, driver: &str, ipam: Value, containers: Value, opts: Value| {
+        json!({"Name": name, "Id": network_id(name), "Created": "0001-01-01T00:00:00Z", "Scope": "local",
+               "Driver": driver, "EnableIPv6": false, "IPAM": {"Driver": "default", "Options": null, "Config": ipam},
+               "Internal": false, "Attachable": false, "Ingress": false, "ConfigFrom": {"Network": ""},
+               "ConfigOnly": false, "Containers": containers, "Options": opts, "Labels": {}})
+    };
+    vec![
+        net(
+            "bridge",
+            "bridge",
+            json!([{"Subnet": cfg.subnet.to_string(), "Gateway": cfg.gateway.to_string()}]),
+            Value::Object(on_bridge),
+            json!({"com.docker.network.bridge.name": cfg.bridge, "com.docker.network.bridge.default_bridge": "true"}),
+        ),
+        net("host", "host", json!([]), json!({}), json!({})),
+        net("none", "null", json!([]), json!({}), json!({})),
+    ]
 }
 
 fn info(d: &Daemon) -> Value {
