@@ -105,8 +105,12 @@ enum Cmd {
     },
     /// Rename a container
     Rename { container: String, new_name: String },
-    /// List port mappings of a container
-    Port { container: String },
+    /// List port mappings of a container, or the host addresses of one port
+    Port {
+        container: String,
+        /// PRIVATE_PORT[/PROTO] (tcp if omitted)
+        port: Option<String>,
+    },
     /// Manage volumes
     #[command(subcommand)]
     Volume(VolumeCmd),
@@ -550,16 +554,26 @@ fn dispatch(c: &Client, cmd: Cmd) -> R<i32> {
             print!("{}", align(&rows));
             Ok(0)
         }
-        Cmd::Port { container } => {
+        Cmd::Port { container, port } => {
             let v = c.get(&format!("/containers/{}/json", enc(&container)))?;
+            let want = port.map(|p| if p.contains('/') { p } else { format!("{p}/tcp") });
+            let mut found = false;
             if let Some(ports) = v["NetworkSettings"]["Ports"].as_object() {
                 for (p, binds) in ports {
                     for b in binds.as_array().cloned().unwrap_or_default() {
-                        println!("{p} -> {}:{}", plain(&b["HostIp"]), plain(&b["HostPort"]));
+                        match &want {
+                            Some(w) if w == p => println!("{}:{}", plain(&b["HostIp"]), plain(&b["HostPort"])),
+                            Some(_) => continue,
+                            None => println!("{p} -> {}:{}", plain(&b["HostIp"]), plain(&b["HostPort"])),
+                        }
+                        found = true;
                     }
                 }
             }
-            Ok(0)
+            match want {
+                Some(w) if !found => Err(Fail(1, format!("no public port '{w}' published for {container}"))),
+                _ => Ok(0),
+            }
         }
         Cmd::Volume(v) => volume(c, v),
         Cmd::Network(n) => network(c, n),

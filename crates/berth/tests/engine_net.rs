@@ -83,6 +83,16 @@ fn published_ports_bridge_traffic_and_cleanup() {
     let ours =
         Command::new(common::engine::BERTH).args(["-H", e.sock.to_str().unwrap(), "network", "ls"]).output().unwrap();
     let ours = out(&ours);
+    let one = Command::new(common::engine::BERTH)
+        .args(["-H", e.sock.to_str().unwrap(), "port", "web", "80"])
+        .output()
+        .unwrap();
+    assert_eq!(out(&one).trim(), format!("127.0.0.1:{port}"));
+    let none = Command::new(common::engine::BERTH)
+        .args(["-H", e.sock.to_str().unwrap(), "port", "web", "81/udp"])
+        .output()
+        .unwrap();
+    assert!(!none.status.success() && err(&none).contains("no public port '81/udp'"), "{}", err(&none));
     assert!(ours.starts_with("NETWORK ID") && ours.contains(" bridge ") && ours.lines().count() == 4, "{ours}");
     let o = e.docker(&["network", "create", "mynet"]);
     assert!(!o.status.success() && err(&o).contains("not supported yet"), "{}", err(&o));
