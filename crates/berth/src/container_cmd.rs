@@ -117,9 +117,9 @@ enum Cmd {
     /// Manage networks (the built-in bridge, host and none; user-defined ones are not done yet)
     #[command(subcommand)]
     Network(NetworkCmd),
-    /// Display containers' resource usage (one reading: --no-stream is the only mode)
+    /// Display a live view of containers' resource usage (--no-stream: one reading)
     Stats {
-        /// Show one reading and exit (required: a live view is not implemented)
+        /// Show one reading and exit instead of the live view
         #[arg(long)]
         no_stream: bool,
         /// Show all containers (default shows just running)
@@ -1407,18 +1407,59 @@ fn volume(c: &Client, v: VolumeCmd) -> R<i32> {
 }
 
 fn stats(c: &Client, no_stream: bool, all: bool, format: Option<String>, names: Vec<String>) -> R<i32> {
-    if !no_stream {
-        return Err(Fail(1, "a live stats view is not implemented yet: use --no-stream".into()));
-    }
-    let names: Vec<String> = if names.is_empty() {
-        let v = c.get(&format!("/containers/json?all={all}"))?;
-        v.as_array().cloned().unwrap_or_default().iter().map(|x| plain(&x["Id"])).collect()
-    } else {
-        names
+    let format = match format.as_deref() {
+        None | Some("table") => {
+            "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}"
+                .to_string()
+        }
+        Some(f) => f.to_string(),
     };
+    let header = |f: &str| match f {
+        "ID" => "CONTAINER ID".to_string(),
+        "CPUPerc" => "CPU %".into(),
+        "MemUsage" => "MEM USAGE / LIMIT".into(),
+        "MemPerc" => "MEM %".into(),
+        "NetIO" => "NET I/O".into(),
+        "BlockIO" => "BLOCK I/O".into(),
+        other => other.to_uppercase(),
+    };
+    let listed = names.is_empty();
+    let list = |names: &[String]| -> R<Vec<String>> {
+        if !listed {
+            return Ok(names.to_vec());
+        }
+        let v = c.get(&format!("/containers/json?all={all}"))?;
+        Ok(v.as_array().cloned().unwrap_or_default().iter().map(|x| plain(&x["Id"])).collect())
+    };
+    if no_stream {
+        let items = stats_items(c, &list(&names)?, true)?;
+        print_formatted(&format, &items, Some(&header))?;
+        return Ok(0);
+    }
+    // The live view: the table redrawn about every second (each reading samples CPU over a
+    // short interval), until interrupted. Containers listed by name that stop stay out.
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    loop {
+        let items = stats_items(c, &list(&names)?, false)?;
+        if tty {
+            print!("\x1b[2J\x1b[H");
+        }
+        print_formatted(&format, &items, Some(&header))?;
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+/// One reading of each container's stats (`strict`: a failure is an error, else skipped).
+fn stats_items(c: &Client, names: &[String], strict: bool) -> R<Vec<Value>> {
     let mut items = Vec::new();
-    for n in &names {
-        let mut body = c.stream("GET", &format!("/containers/{}/stats?stream=0", enc(n)), None)?;
+    for n in names {
+        let body = c.stream("GET", &format!("/containers/{}/stats?stream=0", enc(n)), None);
+        let mut body = match body {
+            Ok(b) => b,
+            Err(_) if !strict => continue,
+            Err(e) => return Err(e.into()),
+        };
         let mut text = String::new();
         body.read_to_string(&mut text).map_err(|e| Fail(1, format!("reading stats: {e}")))?;
         let v: Value = serde_json::from_str(text.trim()).map_err(|e| Fail(1, format!("stats: {e}")))?;
@@ -1448,28 +1489,33 @@ fn stats(c: &Client, no_stream: bool, all: bool, format: Option<String>, names: 
             "CPUPerc": format!("{cpu_pct:.2}%"),
             "MemUsage": format!("{} / {}", mib(used), mib(limit)),
             "MemPerc": format!("{:.2}%", if limit > 0 { used as f64 / limit as f64 * 100.0 } else { 0.0 }),
-            "NetIO": "0B / 0B", "BlockIO": "0B / 0B",
+            "NetIO": net_io(&v["networks"]), "BlockIO": "0B / 0B",
             "PIDs": v["pids_stats"]["current"].as_u64().unwrap_or(0),
         }));
     }
-    let format = match format.as_deref() {
-        None | Some("table") => {
-            "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}"
-                .to_string()
+    Ok(items)
+}
+
+/// Docker's NET I/O column: received / sent over all interfaces, in decimal units.
+fn net_io(networks: &Value) -> String {
+    let (mut rx, mut tx) = (0u64, 0u64);
+    for n in networks.as_object().map(|o| o.values().collect::<Vec<_>>()).unwrap_or_default() {
+        rx += n["rx_bytes"].as_u64().unwrap_or(0);
+        tx += n["tx_bytes"].as_u64().unwrap_or(0);
+    }
+    let h = |b: u64| {
+        let b = b as f64;
+        if b >= 1e9 {
+            format!("{:.3}GB", b / 1e9)
+        } else if b >= 1e6 {
+            format!("{:.3}MB", b / 1e6)
+        } else if b >= 1e3 {
+            format!("{:.3}kB", b / 1e3)
+        } else {
+            format!("{b}B")
         }
-        Some(f) => f.to_string(),
     };
-    let header = |f: &str| match f {
-        "ID" => "CONTAINER ID".to_string(),
-        "CPUPerc" => "CPU %".into(),
-        "MemUsage" => "MEM USAGE / LIMIT".into(),
-        "MemPerc" => "MEM %".into(),
-        "NetIO" => "NET I/O".into(),
-        "BlockIO" => "BLOCK I/O".into(),
-        other => other.to_uppercase(),
-    };
-    print_formatted(&format, &items, Some(&header))?;
-    Ok(0)
+    format!("{} / {}", h(rx), h(tx))
 }
 
 fn events(

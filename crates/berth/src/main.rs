@@ -44,7 +44,7 @@ Containers:
   rename     Rename a container
   port       List port mappings of a container
   cp         Copy files between a container and the local filesystem
-  stats      Display containers' resource usage (--no-stream)
+  stats      Display a live view of containers' resource usage
   events     Get real-time events from the daemon
   volume     Manage volumes (create, ls, inspect, rm, prune)
   network    Manage networks (ls, inspect; bridge, host and none)

@@ -74,6 +74,18 @@ fn published_ports_bridge_traffic_and_cleanup() {
     let ps = e.ok(&["ps", "--format", "{{.Ports}}"]);
     assert_eq!(ps.trim(), format!("127.0.0.1:{port}->80/tcp"));
     assert_eq!(veths(&e).len(), 1, "{:?}", veths(&e));
+    // Traffic shows in stats (the veth's counters); our CLI's live view redraws the table.
+    let io = e.ok(&["stats", "--no-stream", "--format", "{{.NetIO}}", "web"]);
+    assert!(!io.trim().starts_with("0B /") && io.contains("kB"), "{io}");
+    let mut live = Command::new(common::engine::BERTH)
+        .args(["-H", e.sock.to_str().unwrap(), "stats", "web"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(3500));
+    live.kill().unwrap();
+    let shown = String::from_utf8_lossy(&live.wait_with_output().unwrap().stdout).into_owned();
+    assert!(shown.matches("CONTAINER ID").count() >= 2 && shown.contains("web"), "{shown}");
     // The networks as docker shows them.
     let ls = e.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
     assert_eq!(ls.lines().collect::<Vec<_>>(), ["bridge bridge", "host host", "none null"], "{ls}");

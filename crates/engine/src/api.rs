@@ -800,7 +800,10 @@ fn stats(d: &Arc<Daemon>, conn: &mut Conn, req: &Request, key: &str) -> ApiResul
     loop {
         let c = d.find(&c.id)?;
         let now = take(&c);
-        let doc = crate::stats::document(&c.id, &c.name, &now, pre.as_ref());
+        let mut doc = crate::stats::document(&c.id, &c.name, &now, pre.as_ref());
+        if c.network.is_some() {
+            doc["networks"] = crate::stats::veth_counters(&berth_net::bridge::host_ifname(&c.id));
+        }
         if out.json_line(&doc).is_err() {
             conn.closed = true;
             return Ok(());

@@ -144,7 +144,18 @@ pub fn document(id: &str, name: &str, now: &Sample, pre: Option<&Sample>) -> Val
         "cpu_stats": now.cpu,
         "precpu_stats": pre.map(|p| p.cpu.clone()).unwrap_or(empty_cpu),
         "memory_stats": now.memory,
-        // Containers have no network interfaces beyond loopback until bridge networking lands.
+        // Filled in for containers on a bridge network (`veth_counters`).
         "networks": {},
     })
+}
+
+/// The container's `eth0` counters, read from the host end of its veth pair (what the host
+/// end receives the container sent, and the other way round).
+pub fn veth_counters(host_if: &str) -> Value {
+    let dir = Path::new("/sys/class/net").join(host_if).join("statistics");
+    let n = |f: &str| num(&dir.join(f)).unwrap_or(0);
+    json!({"eth0": {
+        "rx_bytes": n("tx_bytes"), "rx_packets": n("tx_packets"), "rx_errors": n("tx_errors"), "rx_dropped": n("tx_dropped"),
+        "tx_bytes": n("rx_bytes"), "tx_packets": n("rx_packets"), "tx_errors": n("rx_errors"), "tx_dropped": n("rx_dropped"),
+    }})
 }
