@@ -106,8 +106,8 @@ fn published_ports_bridge_traffic_and_cleanup() {
         .unwrap();
     assert!(!none.status.success() && err(&none).contains("no public port '81/udp'"), "{}", err(&none));
     assert!(ours.starts_with("NETWORK ID") && ours.contains(" bridge ") && ours.lines().count() == 4, "{ours}");
-    let o = e.docker(&["network", "create", "mynet"]);
-    assert!(!o.status.success() && err(&o).contains("not supported yet"), "{}", err(&o));
+    let o = e.docker(&["network", "create", "--driver", "overlay", "mynet"]);
+    assert!(!o.status.success() && err(&o).contains("not supported"), "{}", err(&o));
     assert!(nft_table(&e).contains(&format!("dport {port} dnat to {ip}:80")), "{}", nft_table(&e));
 
     // Another container reaches it by address; its /etc/hosts names itself; --add-host, --dns.
@@ -206,4 +206,58 @@ fn a_crash_mid_network_leaves_nothing_the_restart_does_not_clean() {
     assert!(!nft_table(&e).contains("dnat"), "{}", nft_table(&e));
     assert!(e.mounts_left().is_empty(), "{:?}", e.mounts_left());
     e.ok(&["rm", "web"]);
+}
+
+#[test]
+fn user_networks_resolve_names_and_go_cleanly() {
+    let e = Engine::new("usernet");
+    let pid = std::process::id();
+    let subnet = format!("10.{}.{}.0/24", 200 + pid % 50, e.bip.split('.').nth(2).unwrap());
+    let gw = subnet.replace(".0/24", ".1");
+    let id = e.ok(&["network", "create", "--subnet", &subnet, "--label", "purpose=test", "appnet"]).trim().to_string();
+    assert_eq!(id.len(), 64);
+    let o = e.docker(&["network", "create", "appnet"]);
+    assert!(!o.status.success() && err(&o).contains("already exists"), "{}", err(&o));
+    let o = e.docker(&["network", "create", "--subnet", &subnet, "other"]);
+    assert!(!o.status.success() && err(&o).contains("overlaps"), "{}", err(&o));
+    let shown = e.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{.Name}} {{.Driver}} {{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}",
+        "appnet",
+    ]);
+    assert_eq!(shown.trim(), format!("appnet bridge {subnet} {gw}"));
+    assert!(e.ok(&["network", "ls", "--filter", "label=purpose=test", "-q"]).trim().len() == 12);
+
+    e.ok(&["run", "-d", "--name", "web", "--network", "appnet", "--network-alias", "site", "bb:1", "sh", "-c", WEB]);
+    let o = e.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "appnet",
+        "bb:1",
+        "sh",
+        "-c",
+        "cat /etc/resolv.conf; for n in web site; do for i in 1 2 3 4 5; do busybox wget -qO- http://$n/ && break; sleep 0.2; done; done",
+    ]);
+    assert!(o.contains(&format!("nameserver {gw}")), "{o}");
+    assert_eq!(o.matches("hello from").count(), 2, "by name and by alias: {o}");
+    let ip = e.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.appnet.IPAddress}}", "web"]);
+    assert!(ip.trim().starts_with(&subnet.replace(".0/24", ".")), "{ip}");
+    // A container on the default bridge does not see it by name (no DNS there, as Docker).
+    let o = e.docker(&["run", "--rm", "bb:1", "busybox", "wget", "-T", "2", "-qO-", "http://web/"]);
+    assert!(!o.status.success());
+
+    // In use: refused; then removed, with its bridge and rules.
+    let o = e.docker(&["network", "rm", "appnet"]);
+    assert!(!o.status.success() && err(&o).contains("active endpoints"), "{}", err(&o));
+    e.ok(&["rm", "-f", "web"]);
+    e.ok(&["network", "rm", "appnet"]);
+    let br = format!("br-{}", &id[..12]);
+    assert!(!Command::new("ip").args(["link", "show", &br]).output().unwrap().status.success(), "{br} left");
+    assert!(!nft_table(&e).contains(&br), "{}", nft_table(&e));
+    assert_eq!(e.ok(&["network", "ls", "-q"]).lines().count(), 3);
+    let o = e.docker(&["run", "--rm", "--network", "appnet", "bb:1", "true"]);
+    assert!(!o.status.success() && err(&o).contains("not found"), "{}", err(&o));
 }

@@ -120,22 +120,107 @@ fn route(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
         }
         ("GET", ["version"]) => conn.json(200, &version()).map_err(io)?,
         ("GET", ["info"]) => conn.json(200, &info(d)).map_err(io)?,
-        ("GET", ["networks"]) => conn.json(200, &Value::Array(networks(d))).map_err(io)?,
+        ("GET", ["networks"]) => {
+            let filters = parse_filters(req.q("filters"))?;
+            let mut list = networks(d);
+            for (k, vals) in &filters {
+                list.retain(|n| {
+                    vals.iter().any(|v| match k.as_str() {
+                        "name" => n["Name"].as_str().is_some_and(|x| x.contains(v.as_str())),
+                        "id" => n["Id"].as_str().is_some_and(|x| x.starts_with(v.as_str())),
+                        "driver" => n["Driver"] == *v,
+                        "type" => {
+                            (v == "custom") == (n["Name"] != "bridge" && n["Name"] != "host" && n["Name"] != "none")
+                        }
+                        "label" => label_matches(&n["Labels"], v),
+                        _ => true,
+                    })
+                });
+            }
+            conn.json(200, &Value::Array(list)).map_err(io)?
+        }
         ("GET", ["networks", key]) => {
-            let n = networks(d)
-                .into_iter()
-                .find(|n| {
-                    n["Name"] == *key || n["Id"].as_str().is_some_and(|id| !key.is_empty() && id.starts_with(key))
-                })
-                .ok_or_else(|| ApiError::not_found(format!("network {key} not found")))?;
+            let n = find_network(d, key)?;
             conn.json(200, &n).map_err(io)?
         }
-        ("POST", ["networks", "create"])
-        | ("POST", ["networks", _, "connect" | "disconnect"])
-        | ("DELETE", ["networks", _]) => {
-            return Err(ApiError::bad(
-                "user-defined networks are not supported yet: the built-in bridge, host and none networks are",
-            ))
+        ("POST", ["networks", "create"]) => {
+            let b = conn.json_body(req)?;
+            let name = b["Name"].as_str().unwrap_or("");
+            let driver = b["Driver"].as_str().unwrap_or("");
+            if !matches!(driver, "" | "bridge") {
+                return Err(ApiError::bad(format!("network driver {driver:?} is not supported: use bridge")));
+            }
+            let cfg = b["IPAM"]["Config"].as_array().and_then(|a| a.first()).cloned().unwrap_or(json!({}));
+            let def = d.net.create(
+                name,
+                cfg["Subnet"].as_str().filter(|s| !s.is_empty()),
+                cfg["Gateway"].as_str().filter(|s| !s.is_empty()),
+                b["Internal"].as_bool().unwrap_or(false),
+                b["Labels"].clone(),
+                b["Options"].clone(),
+            )?;
+            d.events.emit("network", "create", &def.id, json!({"name": def.name, "type": "bridge"}));
+            conn.json(201, &json!({"Id": def.id, "Warning": ""})).map_err(io)?
+        }
+        ("DELETE", ["networks", key]) => {
+            let def = d.net.find(key).ok_or_else(|| ApiError::not_found(format!("network {key} not found")))?;
+            if d.list().iter().any(|c| c.network.as_ref().is_some_and(|a| a.network == def.name)) {
+                return Err(ApiError::forbidden(format!(
+                    "error while removing network: network {} id {} has active endpoints",
+                    def.name, def.id
+                )));
+            }
+            d.net.remove(&def)?;
+            d.events.emit("network", "destroy", &def.id, json!({"name": def.name, "type": "bridge"}));
+            conn.empty(204).map_err(io)?
+        }
+        ("POST", ["networks", "prune"]) => {
+            let used: std::collections::BTreeSet<String> =
+                d.list().iter().filter_map(|c| crate::daemon::network_of(&c.host_config)).collect();
+            let mut deleted = Vec::new();
+            for def in d.net.list().into_iter().filter(|n| !n.builtin && !used.contains(&n.name)) {
+                if d.net.remove(&def).is_ok() {
+                    d.events.emit("network", "destroy", &def.id, json!({"name": def.name, "type": "bridge"}));
+                    deleted.push(def.name);
+                }
+            }
+            conn.json(200, &json!({"NetworksDeleted": deleted})).map_err(io)?
+        }
+        ("POST", ["networks", key, "connect"]) => {
+            // One network per container: connecting it to the network it was created on (what
+            // compose does, for the aliases) adds the aliases; anything else is refused.
+            let def = d.net.find(key).ok_or_else(|| ApiError::not_found(format!("network {key} not found")))?;
+            let b = conn.json_body(req)?;
+            let c = d.find(b["Container"].as_str().unwrap_or(""))?;
+            if crate::daemon::network_of(&c.host_config).as_deref() != Some(def.name.as_str()) {
+                return Err(ApiError::bad(format!(
+                    "connecting container {} to a second network ({}) is not supported yet: give --network at create",
+                    c.name, def.name
+                )));
+            }
+            let more = crate::spec::strings(&b["EndpointConfig"]["Aliases"]);
+            d.update(&c.id, |c| {
+                for a in more {
+                    if !c.aliases.contains(&a) {
+                        c.aliases.push(a);
+                    }
+                }
+            })?;
+            conn.empty(200).map_err(io)?
+        }
+        ("POST", ["networks", key, "disconnect"]) => {
+            // Only what compose does before it connects again: a created (not running)
+            // container, from its own network; its aliases go, its network stays.
+            let def = d.net.find(key).ok_or_else(|| ApiError::not_found(format!("network {key} not found")))?;
+            let b = conn.json_body(req)?;
+            let c = d.find(b["Container"].as_str().unwrap_or(""))?;
+            if c.running() || crate::daemon::network_of(&c.host_config).as_deref() != Some(def.name.as_str()) {
+                return Err(ApiError::bad(
+                    "disconnecting a running container, or from another network, is not supported yet",
+                ));
+            }
+            d.update(&c.id, |c| c.aliases.clear())?;
+            conn.empty(200).map_err(io)?
         }
         ("GET", ["containers", "json"]) => {
             let v = list_containers(d, req)?;
@@ -413,36 +498,73 @@ fn kernel() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string()
 }
 
-/// The built-in networks, as `GET /networks` shows them; the bridge lists its containers.
+/// A network by name or id, as `GET /networks/{id}` shows it.
+fn find_network(d: &Daemon, key: &str) -> ApiResult<Value> {
+    let all = networks(d);
+    all.iter()
+        .find(|n| n["Name"] == *key || n["Id"] == *key)
+        .or_else(|| {
+            let m: Vec<&Value> = all
+                .iter()
+                .filter(|n| n["Id"].as_str().is_some_and(|i| !key.is_empty() && i.starts_with(key)))
+                .collect();
+            if m.len() == 1 {
+                Some(m[0])
+            } else {
+                None
+            }
+        })
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("network {key} not found")))
+}
+
+/// Every network, as `GET /networks` shows them, with the containers running on each.
 fn networks(d: &Daemon) -> Vec<Value> {
-    let cfg = &d.net.cfg;
-    let mut on_bridge = serde_json::Map::new();
-    for c in d.list() {
-        if let Some(a) = &c.network {
-            on_bridge.insert(
-                c.id.clone(),
-                json!({"Name": c.name, "EndpointID": c.id, "MacAddress": a.mac,
-                       "IPv4Address": format!("{}/{}", a.ip, a.prefix), "IPv6Address": ""}),
-            );
+    let containers = d.list();
+    let net = |name: &str,
+               id: &str,
+               driver: &str,
+               created: &str,
+               internal: bool,
+               ipam: Value,
+               opts: &Value,
+               labels: &Value| {
+        let mut on = serde_json::Map::new();
+        for c in &containers {
+            if let Some(a) = c.network.as_ref().filter(|a| a.network == name) {
+                on.insert(
+                    c.id.clone(),
+                    json!({"Name": c.name, "EndpointID": c.id, "MacAddress": a.mac,
+                           "IPv4Address": format!("{}/{}", a.ip, a.prefix), "IPv6Address": ""}),
+                );
+            }
         }
-    }
-    let net = |name: &str, driver: &str, ipam: Value, containers: Value, opts: Value| {
-        json!({"Name": name, "Id": network_id(name), "Created": "0001-01-01T00:00:00Z", "Scope": "local",
+        json!({"Name": name, "Id": id, "Created": created, "Scope": "local",
                "Driver": driver, "EnableIPv6": false, "IPAM": {"Driver": "default", "Options": null, "Config": ipam},
-               "Internal": false, "Attachable": false, "Ingress": false, "ConfigFrom": {"Network": ""},
-               "ConfigOnly": false, "Containers": containers, "Options": opts, "Labels": {}})
+               "Internal": internal, "Attachable": false, "Ingress": false, "ConfigFrom": {"Network": ""},
+               "ConfigOnly": false, "Containers": on, "Options": opts, "Labels": labels})
     };
-    vec![
-        net(
-            "bridge",
-            "bridge",
-            json!([{"Subnet": cfg.subnet.to_string(), "Gateway": cfg.gateway.to_string()}]),
-            Value::Object(on_bridge),
-            json!({"com.docker.network.bridge.name": cfg.bridge, "com.docker.network.bridge.default_bridge": "true"}),
-        ),
-        net("host", "host", json!([]), json!({}), json!({})),
-        net("none", "null", json!([]), json!({}), json!({})),
-    ]
+    let mut out: Vec<Value> = d
+        .net
+        .list()
+        .iter()
+        .map(|n| {
+            net(
+                &n.name,
+                &n.id,
+                "bridge",
+                &n.created,
+                n.internal,
+                json!([{"Subnet": n.subnet, "Gateway": n.gateway}]),
+                &n.options,
+                &n.labels,
+            )
+        })
+        .collect();
+    let (none, empty) = (json!({}), json!([]));
+    out.insert(1, net("host", &network_id("host"), "host", "0001-01-01T00:00:00Z", false, empty.clone(), &none, &none));
+    out.insert(2, net("none", &network_id("none"), "null", "0001-01-01T00:00:00Z", false, empty, &none, &none));
+    out
 }
 
 fn info(d: &Daemon) -> Value {

@@ -72,6 +72,18 @@ pub struct Container {
     /// Its place on the bridge network while it runs there (address, published ports).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<crate::network::Attached>,
+    /// Other names it answers to on its network (`--network-alias`, compose's service name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+}
+
+/// The network a container joins by its NetworkMode (none for host, none).
+pub fn network_of(host: &Value) -> Option<String> {
+    match host["NetworkMode"].as_str().unwrap_or("") {
+        "" | "default" | "bridge" => Some("bridge".into()),
+        "host" | "none" => None,
+        other => Some(other.to_string()),
+    }
 }
 
 impl Container {
@@ -205,6 +217,24 @@ impl Daemon {
             execs: Mutex::new(BTreeMap::new()),
         });
         d.load()?;
+        // Embedded DNS: a name on a network is a running container's name, alias, hostname or id.
+        let weak = Arc::downgrade(&d);
+        d.net.start_dns(Arc::new(move |net: &str, name: &str| {
+            let Some(d) = weak.upgrade() else { return Vec::new() };
+            let found = d
+                .lock()
+                .values()
+                .filter_map(|c| c.network.as_ref().filter(|a| a.network == net).map(|a| (c, a)))
+                .filter(|(c, _)| {
+                    c.name.eq_ignore_ascii_case(name)
+                        || c.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+                        || c.config["Hostname"].as_str().is_some_and(|h| h.eq_ignore_ascii_case(name))
+                        || (name.len() >= 12 && c.id.starts_with(name))
+                })
+                .filter_map(|(_, a)| a.ip.parse().ok())
+                .collect::<Vec<_>>();
+            found
+        }));
         Ok(d)
     }
 
@@ -414,6 +444,17 @@ impl Daemon {
             o.remove("NetworkingConfig");
         }
         spec::check_supported(&cfg, &host)?;
+        let net_name = network_of(&host);
+        if let Some(n) = net_name.as_deref() {
+            if self.net.find(n).is_none() {
+                // 400, not dockerd's 404: on a 404 the docker CLI would try to pull the image.
+                return Err(ApiError::bad(format!("network {n} not found")));
+            }
+        }
+        let aliases: Vec<String> = net_name
+            .as_deref()
+            .map(|n| spec::strings(&body["NetworkingConfig"]["EndpointsConfig"][n]["Aliases"]))
+            .unwrap_or_default();
         crate::health::validate(&cfg).map_err(ApiError::bad)?;
         let image = cfg["Image"].as_str().unwrap_or("").to_string();
         if image.is_empty() {
@@ -570,6 +611,7 @@ impl Daemon {
             mounts,
             health: None,
             network: None,
+            aliases,
         };
         if let Err(e) = self.images.hold(&id, &rec.id) {
             undo(&made);
@@ -657,8 +699,8 @@ impl Daemon {
         let host_net = mode == "host";
         // On the bridge: namespace, veth, address, ports — recorded before the process starts,
         // so that a daemon restarting after a crash knows what this container owns.
-        let attached = if matches!(mode, "" | "default" | "bridge") {
-            let a = self.net.setup(id, &c.host_config, &c.config["ExposedPorts"])?;
+        let attached = if let Some(net) = network_of(&c.host_config) {
+            let a = self.net.setup(id, &net, &c.host_config, &c.config["ExposedPorts"])?;
             self.update(id, |c| c.network = Some(a.clone()))?;
             Some(a)
         } else {
@@ -678,11 +720,16 @@ impl Daemon {
         };
         for h in spec::strings(&c.host_config["ExtraHosts"]) {
             if let Some((name, ip)) = h.split_once(':') {
-                let ip = if ip == "host-gateway" { self.net.cfg.gateway.to_string() } else { ip.to_string() };
+                let ip = match (ip, &attached) {
+                    ("host-gateway", Some(a)) => a.gateway.clone(),
+                    ("host-gateway", None) => self.net.cfg.gateway.to_string(),
+                    _ => ip.to_string(),
+                };
                 hosts.push_str(&format!("{ip}\t{name}\n"));
             }
         }
-        let resolv = spec::resolv_conf(&c.host_config, host_net);
+        let embedded = attached.as_ref().and_then(|a| self.net.nameserver(&a.network));
+        let resolv = spec::resolv_conf(&c.host_config, host_net, embedded.as_deref());
         for (f, data) in [("hostname", hn), ("hosts", hosts), ("resolv.conf", resolv)] {
             std::fs::write(etc.join(f), data).map_err(|e| internal("writing /etc files", &e))?;
         }

@@ -78,6 +78,9 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(404, message)
     }
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(403, message)
+    }
     pub fn conflict(message: impl Into<String>) -> ApiError {
         ApiError::new(409, message)
     }

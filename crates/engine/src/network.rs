@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The daemon's choices for its default bridge network.
 #[derive(Debug, Clone)]
@@ -92,15 +92,53 @@ pub struct Attached {
     pub ports: Vec<PortMap>,
 }
 
+/// A network: the built-in `bridge`, or one made by `network create`.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct NetDef {
+    pub id: String,
+    pub name: String,
+    /// The Linux bridge device.
+    pub bridge: String,
+    pub subnet: String,
+    pub gateway: String,
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default)]
+    pub labels: Value,
+    #[serde(default)]
+    pub options: Value,
+    pub created: String,
+    /// The default bridge (not removable, not in `<data-root>/network/*.json`).
+    #[serde(skip)]
+    pub builtin: bool,
+}
+
+struct Net {
+    def: NetDef,
+    subnet: Subnet,
+    gateway: Ipv4Addr,
+    pool: Pool,
+}
+
 pub struct Networking {
+    /// The default bridge's settings.
     pub cfg: NetConfig,
     exec_root: PathBuf,
-    pool: Pool,
+    dir: PathBuf,
+    /// Networks by name.
+    nets: Mutex<BTreeMap<String, Arc<Net>>>,
     /// Published ports in effect: container id → (its address, its ports).
     ports: Mutex<BTreeMap<String, (Ipv4Addr, Vec<PortMap>)>>,
-    /// Serialises bridge creation and table writes.
+    /// Serialises bridge creation, network changes and table writes.
     lock: Mutex<()>,
+    /// Names on a network → addresses (set by the daemon: it knows the containers).
+    resolver: Mutex<Option<Resolver>>,
+    /// The embedded DNS servers of user-defined networks, by network name.
+    dns: Mutex<BTreeMap<String, berth_net::dns::Server>>,
 }
+
+/// (network, name) → the addresses of the running containers of that name on that network.
+pub type Resolver = Arc<dyn Fn(&str, &str) -> Vec<Ipv4Addr> + Send + Sync>;
 
 fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("{what}: {e}"))
@@ -108,15 +146,220 @@ fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
 
 impl Networking {
     pub fn open(data_root: &Path, exec_root: &Path, cfg: NetConfig) -> Result<Networking, String> {
-        let pool = Pool::open(&data_root.join("network").join("bridge.ipam"), cfg.subnet, cfg.gateway)
+        let dir = data_root.join("network");
+        let mut nets = BTreeMap::new();
+        let builtin = NetDef {
+            id: crate::api::network_id("bridge"),
+            name: "bridge".into(),
+            bridge: cfg.bridge.clone(),
+            subnet: cfg.subnet.to_string(),
+            gateway: cfg.gateway.to_string(),
+            internal: false,
+            labels: json!({}),
+            options: json!({"com.docker.network.bridge.name": cfg.bridge, "com.docker.network.bridge.default_bridge": "true"}),
+            created: "0001-01-01T00:00:00Z".into(),
+            builtin: true,
+        };
+        let pool = Pool::open(&dir.join("bridge.ipam"), cfg.subnet, cfg.gateway)
             .map_err(|e| format!("opening the address pool: {e}"))?;
+        nets.insert(
+            "bridge".to_string(),
+            Arc::new(Net { def: builtin, subnet: cfg.subnet, gateway: cfg.gateway, pool }),
+        );
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.extension().and_then(|x| x.to_str()) != Some("json") {
+                continue;
+            }
+            let def: NetDef = match std::fs::read(&p).ok().and_then(|d| serde_json::from_slice(&d).ok()) {
+                Some(d) => d,
+                None => {
+                    eprintln!("berth daemon: skipping unreadable network record {}", p.display());
+                    continue;
+                }
+            };
+            let (subnet, gateway) = match (def.subnet.parse::<Subnet>(), def.gateway.parse::<Ipv4Addr>()) {
+                (Ok(s), Ok(g)) => (s, g),
+                _ => continue,
+            };
+            let pool = Pool::open(&dir.join(format!("{}.ipam", def.id)), subnet, gateway)
+                .map_err(|e| format!("opening the address pool of {}: {e}", def.name))?;
+            nets.insert(def.name.clone(), Arc::new(Net { def, subnet, gateway, pool }));
+        }
         Ok(Networking {
             cfg,
             exec_root: exec_root.to_path_buf(),
-            pool,
+            dir,
+            nets: Mutex::new(nets),
             ports: Mutex::new(BTreeMap::new()),
             lock: Mutex::new(()),
+            resolver: Mutex::new(None),
+            dns: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Give the networks their name lookup and start the DNS server of every user-defined one
+    /// (its bridge made first: the server listens on the gateway address).
+    pub fn start_dns(&self, resolver: Resolver) {
+        *self.resolver.lock().unwrap_or_else(|e| e.into_inner()) = Some(resolver);
+        for n in self.nets().into_iter().filter(|n| !n.def.builtin) {
+            if let Err(e) = self.dns_for(&n) {
+                eprintln!("berth daemon: network {}: {}", n.def.name, e.message);
+            }
+        }
+    }
+
+    /// Make the bridge of `n` and start its DNS server (if not running).
+    fn dns_for(&self, n: &Net) -> ApiResult<()> {
+        let mut nl = self.netlink()?;
+        bridge::ensure_bridge(&mut nl, &n.def.bridge, n.gateway, n.subnet)
+            .map_err(|e| internal("setting up the bridge", e))?;
+        let mut servers = self.dns.lock().unwrap_or_else(|e| e.into_inner());
+        if servers.contains_key(&n.def.name) {
+            return Ok(());
+        }
+        let Some(resolver) = self.resolver.lock().unwrap_or_else(|e| e.into_inner()).clone() else { return Ok(()) };
+        let net = n.def.name.clone();
+        let lookup: berth_net::dns::Lookup = Arc::new(move |name: &str| resolver(&net, name));
+        let ups = berth_net::dns::upstreams(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+        let srv = berth_net::dns::serve(std::net::SocketAddr::new(n.gateway.into(), 53), lookup, ups)
+            .map_err(|e| internal("starting the network's DNS server", e))?;
+        servers.insert(n.def.name.clone(), srv);
+        Ok(())
+    }
+
+    /// The nameserver containers on `network` use: its embedded DNS (user-defined networks).
+    pub fn nameserver(&self, network: &str) -> Option<String> {
+        let n = self.nets.lock().unwrap_or_else(|e| e.into_inner()).get(network).cloned()?;
+        if n.def.builtin || !self.dns.lock().unwrap_or_else(|e| e.into_inner()).contains_key(network) {
+            return None;
+        }
+        Some(n.gateway.to_string())
+    }
+
+    fn nets(&self) -> Vec<Arc<Net>> {
+        self.nets.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    /// Every network, the built-in bridge first.
+    pub fn list(&self) -> Vec<NetDef> {
+        let mut v: Vec<NetDef> = self.nets().iter().map(|n| n.def.clone()).collect();
+        v.sort_by_key(|n| (!n.builtin, n.name.clone()));
+        v
+    }
+
+    /// A network by name, full id or unique id prefix.
+    pub fn find(&self, key: &str) -> Option<NetDef> {
+        let all = self.list();
+        if let Some(n) = all.iter().find(|n| n.name == key || n.id == key) {
+            return Some(n.clone());
+        }
+        let m: Vec<&NetDef> = all.iter().filter(|n| !key.is_empty() && n.id.starts_with(key)).collect();
+        match m.as_slice() {
+            [n] => Some((*n).clone()),
+            _ => None,
+        }
+    }
+
+    fn net(&self, name: &str) -> ApiResult<Arc<Net>> {
+        self.nets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("network {name} not found")))
+    }
+
+    /// `network create`: a bridge network of its own (device `br-<12 hex of id>`); a subnet from
+    /// 172.30-172.31/16 and then 192.168.N.0/24 if none is given.
+    pub fn create(
+        &self,
+        name: &str,
+        subnet: Option<&str>,
+        gateway: Option<&str>,
+        internal: bool,
+        labels: Value,
+        options: Value,
+    ) -> ApiResult<NetDef> {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
+            return Err(ApiError::bad(format!(
+                "invalid network name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        if matches!(name, "bridge" | "host" | "none" | "default") || self.find(name).is_some_and(|n| n.name == name) {
+            return Err(ApiError::conflict(format!("network with name {name} already exists")));
+        }
+        let taken: Vec<Subnet> = self.nets().iter().map(|n| n.subnet).collect();
+        let subnet: Subnet = match subnet {
+            Some(s) => {
+                let sn: Subnet = s.parse().map_err(ApiError::bad)?;
+                if let Some(o) = taken.iter().find(|t| t.overlaps(&sn)) {
+                    return Err(ApiError::forbidden(format!(
+                        "Pool overlaps with other one on this address space ({o})"
+                    )));
+                }
+                sn
+            }
+            None => (30..32u8)
+                .map(|b| format!("172.{b}.0.0/16"))
+                .chain((0..=255u16).map(|c| format!("192.168.{c}.0/24")))
+                .filter_map(|s| s.parse::<Subnet>().ok())
+                .find(|sn| !taken.iter().any(|t| t.overlaps(sn)))
+                .ok_or_else(|| ApiError::forbidden("could not find an available, non-overlapping IPv4 address pool"))?,
+        };
+        let gateway: Ipv4Addr = match gateway {
+            Some(g) => g.parse().map_err(|_| ApiError::bad(format!("invalid gateway {g:?}")))?,
+            None => subnet.first_host(),
+        };
+        let id = crate::daemon::random_id();
+        let def = NetDef {
+            id: id.clone(),
+            name: name.to_string(),
+            bridge: format!("br-{}", &id[..12]),
+            subnet: subnet.to_string(),
+            gateway: gateway.to_string(),
+            internal,
+            labels: if labels.is_object() { labels } else { json!({}) },
+            options: if options.is_object() { options } else { json!({}) },
+            created: berth_runtime::state::now_rfc3339(),
+            builtin: false,
+        };
+        let pool = Pool::open(&self.dir.join(format!("{id}.ipam")), subnet, gateway)
+            .map_err(|e| ApiError::bad(e.to_string()))?;
+        let _ = std::fs::create_dir_all(&self.dir);
+        let path = self.dir.join(format!("{id}.json"));
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&def).unwrap_or_default())
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| ApiError::internal(format!("saving the network: {e}")))?;
+        let net = Arc::new(Net { def: def.clone(), subnet, gateway, pool });
+        self.nets.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), net.clone());
+        if let Err(e) = self.write_rules().and_then(|()| self.dns_for(&net)) {
+            let _ = self.remove_locked(&def);
+            return Err(e);
+        }
+        Ok(def)
+    }
+
+    /// `network rm` (the caller checked that no container uses it).
+    pub fn remove(&self, def: &NetDef) -> ApiResult<()> {
+        if def.builtin {
+            return Err(ApiError::forbidden(format!("{} is a pre-defined network and cannot be removed", def.name)));
+        }
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.remove_locked(def)
+    }
+
+    fn remove_locked(&self, def: &NetDef) -> ApiResult<()> {
+        self.nets.lock().unwrap_or_else(|e| e.into_inner()).remove(&def.name);
+        self.dns.lock().unwrap_or_else(|e| e.into_inner()).remove(&def.name);
+        if let Ok(mut nl) = Netlink::open() {
+            let _ = nl.delete_link(&def.bridge);
+        }
+        let _ = std::fs::remove_file(self.dir.join(format!("{}.json", def.id)));
+        let _ = std::fs::remove_file(self.dir.join(format!("{}.ipam", def.id)));
+        self.write_rules()
     }
 
     pub fn netns_path(&self, id: &str) -> PathBuf {
@@ -142,39 +385,44 @@ impl Networking {
                 });
             }
         }
-        let nets = [firewall::Network { bridge: self.cfg.bridge.clone(), subnet: self.cfg.subnet, internal: false }];
+        let nets: Vec<firewall::Network> = self
+            .nets()
+            .iter()
+            .map(|n| firewall::Network { bridge: n.def.bridge.clone(), subnet: n.subnet, internal: n.def.internal })
+            .collect();
         firewall::apply(&self.cfg.table(), &nets, &published).map_err(|e| internal("setting up NAT", e))
     }
 
     /// Wire container `id` to the bridge: namespace, address, veth, published ports.
-    pub fn setup(&self, id: &str, host: &Value, exposed: &Value) -> ApiResult<Attached> {
+    pub fn setup(&self, id: &str, network: &str, host: &Value, exposed: &Value) -> ApiResult<Attached> {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let wanted = requested_ports(host, exposed)?;
-        let r = self.setup_locked(id, wanted);
+        let net = self.net(network)?;
+        let r = self.setup_locked(id, &net, wanted);
         if r.is_err() {
             self.teardown_locked(id);
         }
         r
     }
 
-    fn setup_locked(&self, id: &str, wanted: Vec<PortMap>) -> ApiResult<Attached> {
+    fn setup_locked(&self, id: &str, net: &Net, wanted: Vec<PortMap>) -> ApiResult<Attached> {
         let mut nl = self.netlink()?;
-        bridge::ensure_bridge(&mut nl, &self.cfg.bridge, self.cfg.gateway, self.cfg.subnet)
+        bridge::ensure_bridge(&mut nl, &net.def.bridge, net.gateway, net.subnet)
             .map_err(|e| internal("setting up the bridge", e))?;
         bridge::enable_forwarding().map_err(|e| internal("setting up the bridge", e))?;
         let ports = self.allocate_ports(id, wanted)?;
-        let ip = self.pool.allocate(id, None).map_err(|e| internal("allocating an address", e))?;
+        let ip = net.pool.allocate(id, None).map_err(|e| internal("allocating an address", e))?;
         let path = self.netns_path(id);
         let _ = netns::remove(&path);
         netns::create(&path).map_err(|e| internal("creating the network namespace", e))?;
         let host_if = bridge::host_ifname(id);
         let ep = Endpoint {
-            bridge: &self.cfg.bridge,
+            bridge: &net.def.bridge,
             host_if: &host_if,
             ifname: "eth0",
             address: ip,
-            subnet: self.cfg.subnet,
-            gateway: Some(self.cfg.gateway),
+            subnet: net.subnet,
+            gateway: if net.def.internal { None } else { Some(net.gateway) },
             mtu: None,
         };
         bridge::attach(&mut nl, &path, &ep).map_err(|e| internal("connecting the container to the bridge", e))?;
@@ -184,10 +432,10 @@ impl Networking {
         }
         let mac = mac_for(ip).iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
         Ok(Attached {
-            network: "bridge".into(),
+            network: net.def.name.clone(),
             ip: ip.to_string(),
-            prefix: self.cfg.subnet.prefix,
-            gateway: self.cfg.gateway.to_string(),
+            prefix: net.subnet.prefix,
+            gateway: net.gateway.to_string(),
             mac,
             ports,
         })
@@ -240,7 +488,9 @@ impl Networking {
             let _ = bridge::detach(&mut nl, &bridge::host_ifname(id));
         }
         let _ = netns::remove(&self.netns_path(id));
-        let _ = self.pool.release(id);
+        for n in self.nets() {
+            let _ = n.pool.release(id);
+        }
         let had = self.ports.lock().unwrap_or_else(|e| e.into_inner()).remove(id).is_some();
         if had {
             if let Err(e) = self.write_rules() {
@@ -253,7 +503,9 @@ impl Networking {
     /// their recorded attachment) own, and write the nftables table afresh.
     pub fn recover(&self, running: &BTreeMap<String, Attached>) {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = self.pool.retain(|owner| running.contains_key(owner));
+        for n in self.nets() {
+            let _ = n.pool.retain(|owner| running.get(owner).is_some_and(|a| a.network == n.def.name));
+        }
         let short = |id: &str| id[..16.min(id.len())].to_string();
         let keep: Vec<String> = running.keys().map(|id| short(id)).collect();
         for e in std::fs::read_dir(self.exec_root.join("netns")).into_iter().flatten().flatten() {
@@ -263,10 +515,12 @@ impl Networking {
         }
         if let Ok(mut nl) = Netlink::open() {
             let veths: Vec<String> = running.keys().map(|id| bridge::host_ifname(id)).collect();
-            if let Ok(Some(br)) = nl.link(&self.cfg.bridge) {
-                for l in nl.links().unwrap_or_default() {
-                    if l.master == Some(br.index) && l.name.starts_with("veth") && !veths.contains(&l.name) {
-                        let _ = nl.delete_link(&l.name);
+            for n in self.nets() {
+                if let Ok(Some(br)) = nl.link(&n.def.bridge) {
+                    for l in nl.links().unwrap_or_default() {
+                        if l.master == Some(br.index) && l.name.starts_with("veth") && !veths.contains(&l.name) {
+                            let _ = nl.delete_link(&l.name);
+                        }
                     }
                 }
             }

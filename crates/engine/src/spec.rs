@@ -29,7 +29,7 @@ fn nonzero(v: &Value) -> bool {
 /// The container's /etc/resolv.conf: `--dns`/`--dns-search`/`--dns-option` if given, else the
 /// host's, without loopback resolvers a container cannot reach (Google's as Docker's fallback);
 /// with host networking, the host's file as it is.
-pub fn resolv_conf(host: &Value, host_net: bool) -> String {
+pub fn resolv_conf(host: &Value, host_net: bool, embedded_dns: Option<&str>) -> String {
     let file = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let (dns, search, opts) = (strings(&host["Dns"]), strings(&host["DnsSearch"]), strings(&host["DnsOptions"]));
     if host_net && dns.is_empty() && search.is_empty() && opts.is_empty() {
@@ -42,7 +42,9 @@ pub fn resolv_conf(host: &Value, host_net: bool) -> String {
             .flat_map(|r| r.split_whitespace().map(String::from).collect::<Vec<_>>())
             .collect()
     };
-    let mut ns = if dns.is_empty() {
+    let mut ns = if let (true, Some(e)) = (dns.is_empty(), embedded_dns) {
+        vec![e.to_string()]
+    } else if dns.is_empty() {
         lines("nameserver").into_iter().filter(|n| !n.starts_with("127.") && n != "::1").collect()
     } else {
         dns
@@ -84,19 +86,14 @@ pub fn check_supported(_cfg: &Value, host: &Value) -> Result<(), ApiError> {
         }
     }
     let mode = host["NetworkMode"].as_str().unwrap_or("");
-    match mode {
-        "" | "default" | "bridge" | "none" | "host" => {}
-        other => {
-            return Err(ApiError::not_found(format!(
-                "network {other} not found (user-defined networks are not supported yet: bridge, host and none are)"
-            )))
-        }
+    if mode.starts_with("container:") {
+        return Err(ApiError::bad("--network container:<name> is not supported yet"));
     }
     let publishes = nonzero(&host["PortBindings"]) || host["PublishAllPorts"].as_bool().unwrap_or(false);
     if publishes && mode == "none" {
         return Err(ApiError::bad("conflicting options: port publishing and the container type network mode"));
     }
-    if matches!(mode, "" | "default" | "bridge") {
+    if !matches!(mode, "none" | "host") {
         crate::network::requested_ports(host, &_cfg["ExposedPorts"])?;
     }
     for h in strings(&host["ExtraHosts"]) {
@@ -933,6 +930,6 @@ mod tests {
         assert!(check_supported(&json!({}), &json!({"ExtraHosts": ["db:10.0.0.2", "gw:host-gateway"]})).is_ok());
         assert!(check_supported(&json!({}), &json!({"Dns": ["not-an-ip"]})).is_err());
         assert!(check_supported(&json!({}), &json!({"PortBindings": {}, "NetworkMode": "default"})).is_ok());
-        assert!(check_supported(&json!({}), &json!({"NetworkMode": "mynet"})).is_err());
+        assert!(check_supported(&json!({}), &json!({"NetworkMode": "container:x"})).is_err());
     }
 }

@@ -179,6 +179,8 @@ impl Drop for Engine {
         for id in String::from_utf8_lossy(&ids.stdout).lines() {
             let _ = self.docker(&["rm", "-f", id]);
         }
+        // User-defined networks (their bridges are host-wide) go with the daemon's help.
+        let _ = self.docker(&["network", "prune", "-f"]);
         self.kill9_daemon();
         // Monitors the test left behind.
         let _ = Command::new("pkill").arg("-9").arg("-f").arg(self.dir.to_str().unwrap()).status();
