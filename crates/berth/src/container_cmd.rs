@@ -280,9 +280,27 @@ struct RunArgs {
     /// Publish a container's port: [ip:][hostPort:]containerPort[/proto]
     #[arg(short, long)]
     publish: Vec<String>,
-    /// Connect the container to a network (none, host, bridge)
+    /// Publish every exposed port to a random host port
+    #[arg(short = 'P', long)]
+    publish_all: bool,
+    /// Connect the container to a network (bridge, host, none, or one made by `network create`)
     #[arg(long, alias = "net")]
     network: Option<String>,
+    /// A name the container answers to on its (user-defined) network
+    #[arg(long, alias = "net-alias")]
+    network_alias: Vec<String>,
+    /// Set a custom DNS server
+    #[arg(long)]
+    dns: Vec<String>,
+    /// Set a DNS search domain
+    #[arg(long)]
+    dns_search: Vec<String>,
+    /// Set a DNS option
+    #[arg(long, alias = "dns-opt")]
+    dns_option: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip; host-gateway: the network's gateway)
+    #[arg(long)]
+    add_host: Vec<String>,
     /// Working directory inside the container
     #[arg(short, long)]
     workdir: Option<String>,
@@ -800,6 +818,16 @@ fn create_body(a: &RunArgs) -> Result<Value, String> {
         }
         host["PortBindings"] = Value::Object(pb);
     }
+    if a.publish_all {
+        host["PublishAllPorts"] = json!(true);
+    }
+    for (k, v) in
+        [("Dns", &a.dns), ("DnsSearch", &a.dns_search), ("DnsOptions", &a.dns_option), ("ExtraHosts", &a.add_host)]
+    {
+        if !v.is_empty() {
+            host[k] = json!(v);
+        }
+    }
     if let Some(m) = &a.memory {
         host["Memory"] = json!(parse_bytes(m)?);
     }
@@ -867,6 +895,10 @@ fn create_body(a: &RunArgs) -> Result<Value, String> {
     });
     if !a.command.is_empty() {
         body["Cmd"] = json!(a.command);
+    }
+    if !a.network_alias.is_empty() {
+        let net = a.network.clone().unwrap_or_else(|| "bridge".into());
+        body["NetworkingConfig"] = json!({"EndpointsConfig": {net: {"Aliases": a.network_alias}}});
     }
     if let Some(ep) = &a.entrypoint {
         body["Entrypoint"] = if ep.is_empty() { json!([]) } else { json!([ep]) };

@@ -245,6 +245,28 @@ fn user_networks_resolve_names_and_go_cleanly() {
     assert_eq!(o.matches("hello from").count(), 2, "by name and by alias: {o}");
     let ip = e.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.appnet.IPAddress}}", "web"]);
     assert!(ip.trim().starts_with(&subnet.replace(".0/24", ".")), "{ip}");
+    // Our CLI: --network-alias, --add-host, --dns-search on a user network.
+    let ours = Command::new(common::engine::BERTH)
+        .args(["-H", e.sock.to_str().unwrap(), "run", "-d", "--name", "api", "--network", "appnet"])
+        .args(["--network-alias", "backend", "--add-host", "gw:host-gateway", "--dns-search", "example.test"])
+        .args(["bb:1", "sh", "-c", WEB])
+        .output()
+        .unwrap();
+    assert!(ours.status.success(), "{}", err(&ours));
+    let o = e.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "appnet",
+        "bb:1",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5; do busybox wget -qO- http://backend/ && break; sleep 0.2; done",
+    ]);
+    assert!(o.contains("hello from"), "{o}");
+    let files = e.ok(&["exec", "api", "sh", "-c", "grep gw /etc/hosts; grep search /etc/resolv.conf"]);
+    assert!(files.contains(&format!("{gw}\tgw")) && files.contains("search example.test"), "{files}");
+    e.ok(&["rm", "-f", "api"]);
     // A container on the default bridge does not see it by name (no DNS there, as Docker).
     let o = e.docker(&["run", "--rm", "bb:1", "busybox", "wget", "-T", "2", "-qO-", "http://web/"]);
     assert!(!o.status.success());
