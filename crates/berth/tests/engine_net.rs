@@ -268,9 +268,63 @@ fn user_networks_resolve_names_and_go_cleanly() {
     assert!(files.contains(&format!("{gw}\tgw")) && files.contains("search example.test"), "{files}");
     e.ok(&["rm", "-f", "api"]);
     // A container on the default bridge does not see it by name (no DNS there, as Docker).
-    let o = e.docker(&["run", "--rm", "bb:1", "busybox", "wget", "-T", "2", "-qO-", "http://web/"]);
-    assert!(!o.status.success());
+    // (busybox's `wget -T` crashes: `timeout` bounds it instead)
+    let o = e.docker(&[
+        "run",
+        "--rm",
+        "bb:1",
+        "sh",
+        "-c",
+        "busybox timeout 3 busybox wget -qO- http://web/ 2>&1; echo rc=$?",
+    ]);
+    assert!(out(&o).contains("bad address 'web'") && out(&o).contains("rc=1"), "{}", out(&o));
 
+    // An --internal network does not reach out: the host's listener on another network's
+    // address answers a container on appnet, not one on the internal network.
+    let host_ip = e.bip.split('/').next().unwrap().to_string();
+    e.ok(&["run", "--rm", "bb:1", "true"]); // the default bridge (and so host_ip) exists now
+    let l = TcpListener::bind(format!("{host_ip}:0")).unwrap();
+    let lp = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut req = [0u8; 1024];
+            let _ = s.read(&mut req);
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nreached");
+        }
+    });
+    let url = format!("http://{host_ip}:{lp}/");
+    assert_eq!(
+        e.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "appnet",
+            "bb:1",
+            "busybox",
+            "timeout",
+            "5",
+            "busybox",
+            "wget",
+            "-qO-",
+            &url
+        ]),
+        "reached"
+    );
+    let isub = format!("10.{}.{}.0/24", 250 + std::process::id() % 5, e.bip.split('.').nth(2).unwrap());
+    e.ok(&["network", "create", "--internal", "--subnet", &isub, "closed"]);
+    let o = e.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "closed",
+        "bb:1",
+        "sh",
+        "-c",
+        &format!("busybox timeout 3 busybox wget -qO- {url} 2>&1; echo rc=$?"),
+    ]);
+    assert!(!out(&o).contains("reached") && !out(&o).contains("rc=0"), "an internal network reached out: {}", out(&o));
+    assert!(out(&o).contains("unreachable") || out(&o).contains("rc=143") || out(&o).contains("rc=1"), "{}", out(&o));
+    e.ok(&["network", "rm", "closed"]);
     // In use: refused; then removed, with its bridge and rules.
     let o = e.docker(&["network", "rm", "appnet"]);
     assert!(!o.status.success() && err(&o).contains("active endpoints"), "{}", err(&o));
