@@ -337,3 +337,60 @@ fn user_networks_resolve_names_and_go_cleanly() {
     let o = e.docker(&["run", "--rm", "--network", "appnet", "bb:1", "true"]);
     assert!(!o.status.success() && err(&o).contains("not found"), "{}", err(&o));
 }
+
+/// Runs `ip` with these arguments; panics with its stderr on failure.
+fn ip(args: &[&str]) {
+    let o = Command::new("ip").args(args).output().unwrap();
+    assert!(o.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn another_host_reaches_a_published_port() {
+    let e = Engine::new("nethost");
+    // "Another host": a network namespace of this test's own, a veth to the host, a /30.
+    let pid = std::process::id();
+    let (ns, hv, pv) = (format!("bpeer{pid}"), format!("bh{pid}"), format!("bp{pid}"));
+    let net = format!("10.{}.{}", 200 + pid % 50, 250 + pid % 5);
+    let (host_addr, peer_addr) = (format!("{net}.1"), format!("{net}.2"));
+    struct Cleanup(String, String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["link", "del", &self.1]).status();
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let _c = Cleanup(ns.clone(), hv.clone());
+    ip(&["netns", "add", &ns]);
+    ip(&["link", "add", &hv, "type", "veth", "peer", "name", &pv]);
+    ip(&["link", "set", &pv, "netns", &ns]);
+    ip(&["addr", "add", &format!("{host_addr}/30"), "dev", &hv]);
+    ip(&["link", "set", &hv, "up"]);
+    ip(&["-n", &ns, "addr", "add", &format!("{peer_addr}/30"), "dev", &pv]);
+    ip(&["-n", &ns, "link", "set", &pv, "up"]);
+    ip(&["-n", &ns, "link", "set", "lo", "up"]);
+
+    let port = free_port();
+    e.ok(&["run", "-d", "--name", "web", "--hostname", "pub", "-p", &format!("{port}:80"), "bb:1", "sh", "-c", WEB]);
+    assert!(http_get(port).contains("hello from pub"));
+    // From the other host, to the host's address on the link between them.
+    let url = format!("http://{host_addr}:{port}/");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &ns, "busybox", "timeout", "3", "busybox", "wget", "-qO-", &url])
+            .output()
+            .unwrap();
+        let body = String::from_utf8_lossy(&o.stdout).into_owned();
+        if body.contains("hello from pub") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{url} from {ns}: {body}{}", String::from_utf8_lossy(&o.stderr));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    e.ok(&["rm", "-f", "web"]);
+    let o = Command::new("ip")
+        .args(["netns", "exec", &ns, "busybox", "timeout", "3", "busybox", "wget", "-qO-", &url])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("hello"), "still published after rm");
+}
