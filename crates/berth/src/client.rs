@@ -407,3 +407,29 @@ pub fn demux(r: &mut impl Read, tty: bool) -> std::io::Result<()> {
         }
     }
 }
+
+/// `inspect` of several objects: each looked up with `get`; the ones not found reported (with
+/// `missing`'s message) and the rest printed as JSON or with `--format`; exit 1 if any was missing.
+pub fn inspect_each(
+    names: &[String],
+    format: Option<&str>,
+    get: impl Fn(&str) -> Result<Value>,
+    missing: impl Fn(&str, &ApiErr) -> Option<String>,
+) -> R<i32> {
+    let mut found = Vec::new();
+    let mut code = 0;
+    for n in names {
+        match get(n) {
+            Ok(v) => found.push(v),
+            Err(e) => match missing(n, &e) {
+                Some(msg) => {
+                    eprintln!("berth: {msg}");
+                    code = 1;
+                }
+                None => return Err(e.into()),
+            },
+        }
+    }
+    crate::template::print_inspected(format, found)?;
+    Ok(code)
+}

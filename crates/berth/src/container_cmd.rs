@@ -4,7 +4,7 @@
 
 use crate::client::{demux, enc, filters_json, ApiErr, Client, Fail, R};
 use crate::table::{ago, trunc_id};
-use crate::template::{align, plain, print_formatted, print_inspected, Template};
+use crate::template::{align, plain, print_formatted, Template};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Map, Value};
 use std::ffi::OsString;
@@ -1270,23 +1270,13 @@ fn ps(c: &Client, a: PsArgs) -> R<i32> {
 }
 
 fn inspect(c: &Client, format: Option<String>, names: &[String]) -> R<i32> {
-    let mut found = Vec::new();
-    let mut code = 0;
-    for n in names {
-        let r = c
-            .get(&format!("/containers/{}/json", enc(n)))
+    let get = |n: &str| {
+        c.get(&format!("/containers/{}/json", enc(n)))
             .or_else(|_| c.get(&format!("/images/{n}/json")))
-            .or_else(|_| c.get(&format!("/volumes/{}", enc(n))));
-        match r {
-            Ok(v) => found.push(v),
-            Err(_) => {
-                eprintln!("berth: Error: No such object: {n}");
-                code = 1;
-            }
-        }
-    }
-    print_inspected(format.as_deref(), found)?;
-    Ok(code)
+            .or_else(|_| c.get(&format!("/volumes/{}", enc(n))))
+            .or_else(|_| c.get(&format!("/networks/{}", enc(n))))
+    };
+    crate::client::inspect_each(names, format.as_deref(), get, |n, _| Some(format!("Error: No such object: {n}")))
 }
 
 fn network(c: &Client, n: NetworkCmd) -> R<i32> {
@@ -1323,21 +1313,12 @@ fn network(c: &Client, n: NetworkCmd) -> R<i32> {
             print_formatted(&format, &items, Some(&header))?;
             Ok(0)
         }
-        NetworkCmd::Inspect { format, names } => {
-            let mut found = Vec::new();
-            let mut code = 0;
-            for n in &names {
-                match c.get(&format!("/networks/{}", enc(n))) {
-                    Ok(v) => found.push(v),
-                    Err(e) => {
-                        eprintln!("berth: {e}");
-                        code = 1;
-                    }
-                }
-            }
-            print_inspected(format.as_deref(), found)?;
-            Ok(code)
-        }
+        NetworkCmd::Inspect { format, names } => crate::client::inspect_each(
+            &names,
+            format.as_deref(),
+            |n| c.get(&format!("/networks/{}", enc(n))),
+            |_, e| Some(e.to_string()),
+        ),
         NetworkCmd::Create { name, driver, subnet, gateway, internal, label } => {
             let mut cfg = json!({});
             if let Some(s) = subnet {
@@ -1396,21 +1377,12 @@ fn volume(c: &Client, v: VolumeCmd) -> R<i32> {
             print_formatted(&format, &items, Some(&header))?;
             Ok(0)
         }
-        VolumeCmd::Inspect { format, names } => {
-            let mut found = Vec::new();
-            let mut code = 0;
-            for n in &names {
-                match c.get(&format!("/volumes/{}", enc(n))) {
-                    Ok(v) => found.push(v),
-                    Err(e) => {
-                        eprintln!("berth: {e}");
-                        code = 1;
-                    }
-                }
-            }
-            print_inspected(format.as_deref(), found)?;
-            Ok(code)
-        }
+        VolumeCmd::Inspect { format, names } => crate::client::inspect_each(
+            &names,
+            format.as_deref(),
+            |n| c.get(&format!("/volumes/{}", enc(n))),
+            |_, e| Some(e.to_string()),
+        ),
         VolumeCmd::Rm { force, names } => {
             each(&names, |n| c.call("DELETE", &format!("/volumes/{}?force={force}", enc(n)), None).map(|_| ()))
         }

@@ -6,7 +6,7 @@
 use crate::client::{enc, filters_json, Client, Fail, ReqBody, R};
 use crate::progress::{show_json_stream, stream_error, Progress};
 use crate::table::{ago, human_size, human_size_prec};
-use crate::template::{plain, print_formatted, print_inspected};
+use crate::template::{plain, print_formatted};
 use berth_image::Reference;
 use berth_registry::auth::{self, Credentials};
 use clap::{ArgAction, Args, Parser, Subcommand};
@@ -642,20 +642,12 @@ fn rmi(c: &Client, a: RmiArgs) -> R<i32> {
 }
 
 fn inspect(c: &Client, a: InspectArgs) -> R<i32> {
-    let mut found = Vec::new();
-    let mut code = 0;
-    for n in &a.images {
-        match c.get(&format!("/images/{}/json", enc(n))) {
-            Ok(v) => found.push(v),
-            Err(e) if e.status == 404 => {
-                eprintln!("berth: Error: No such image: {n}");
-                code = 1;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    print_inspected(a.format.as_deref(), found)?;
-    Ok(code)
+    crate::client::inspect_each(
+        &a.images,
+        a.format.as_deref(),
+        |n| c.get(&format!("/images/{}/json", enc(n))),
+        |n, e| (e.status == 404).then(|| format!("Error: No such image: {n}")),
+    )
 }
 
 fn history(c: &Client, a: HistoryArgs) -> R<i32> {
