@@ -5,7 +5,7 @@
 mod common;
 
 use berth_image::ImageStore;
-use common::registry::{make_layout, Registry};
+use common::registry::{make_layout, Registry, TokenServer};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -348,10 +348,9 @@ fn push_then_skopeo_reads_it_back() {
     assert!(err.contains("does not exist locally"), "{err}");
 }
 
-/// A helper server process (the token server, a fake registry), killed on drop.
+/// A helper server process (a fake registry), killed on drop.
 struct ServerProcess {
     child: std::process::Child,
-    port: u16,
 }
 
 impl Drop for ServerProcess {
@@ -361,53 +360,11 @@ impl Drop for ServerProcess {
     }
 }
 
-fn token_server(dir: &Path, user: &str, password: &str) -> ServerProcess {
-    let key = dir.join("key.pem");
-    let cert = dir.join("cert.pem");
-    let o = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=berth-test-token"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl (scripts/deps.sh test)");
-    assert!(o.status.success(), "openssl: {}", String::from_utf8_lossy(&o.stderr));
-    let port_file = dir.join("token-port");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/token_server.py");
-    let child = Command::new("python3")
-        .arg(script)
-        .arg(&port_file)
-        .arg(&key)
-        .arg(&cert)
-        .args(["berth-test-issuer", user, password])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut ts = ServerProcess { child, port: 0 };
-    for _ in 0..500 {
-        if let Ok(p) = std::fs::read_to_string(&port_file) {
-            ts.port = p.trim().parse().unwrap();
-            return ts;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    panic!("token server did not start");
-}
-
 #[test]
 fn token_auth_login_pull_push_logout() {
     let env = Env::new("token");
-    let ts = token_server(&env.dir, "alice", "s3cret");
-    let cert = env.dir.join("cert.pem");
-    let reg = Registry::start(
-        "token",
-        &format!(
-            "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: berth-test-registry\n    issuer: berth-test-issuer\n    rootcertbundle: {}\n",
-            ts.port,
-            cert.display()
-        ),
-    );
+    let ts = TokenServer::start(&env.dir, "alice", "s3cret");
+    let reg = Registry::start("token", &ts.registry_config());
     let layout = env.dir.join("layout");
     make_layout(&layout, "t1");
     let o = Command::new("skopeo")
@@ -659,7 +616,7 @@ s.serve_forever()
 "#;
     let port_file = env.dir.join("port");
     let child = Command::new("python3").args(["-c", py]).arg(&port_file).stdout(Stdio::null()).spawn().unwrap();
-    let _guard = ServerProcess { child, port: 0 };
+    let _guard = ServerProcess { child };
     let mut port = String::new();
     for _ in 0..500 {
         if let Ok(p) = std::fs::read_to_string(&port_file) {
@@ -891,7 +848,6 @@ print(m["layers"][1]["digest"])
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
-        port,
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
