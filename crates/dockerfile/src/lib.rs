@@ -1,0 +1,1 @@
+//! Dockerfile frontend: parsing, variable expansion and `.dockerignore` matching.
