@@ -47,6 +47,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::instruction::{Command, SourceContent};
+use crate::parser::Instruction;
+
 /// The default escape character.
 pub const DEFAULT_ESCAPE: char = '\\';
 
@@ -221,11 +224,7 @@ impl Lexer {
 /// quotes, but not those in single quotes or escaped. Syntax errors end the scan early;
 /// what was found up to there is returned.
 pub fn referenced_vars(word: &str, escape: char) -> BTreeSet<String> {
-    let lexer = Lexer::new(escape);
-    let mut state = WordState::new(&lexer, word, &NoEnv);
-    state.never_fail = true;
-    let _ = state.process_stop_on(None, false);
-    state.unmatched
+    Lexer::new(escape).referenced(word)
 }
 
 /// Expands a heredoc body the way BuildKit does for `COPY <<EOF` / `ADD <<EOF` bodies whose
@@ -707,4 +706,148 @@ fn replace_matches(value: &str, pattern: &str, replacement: &str, all: bool) -> 
     }
     out.extend(&s[last_end.min(s.len())..]);
     Ok(out)
+}
+
+impl Lexer {
+    /// The variables `word` refers to under this lexer's quoting rules (see
+    /// [`referenced_vars`]).
+    pub fn referenced(&self, word: &str) -> BTreeSet<String> {
+        let plain = Lexer { skip_unset_env: false, ..*self };
+        let mut state = WordState::new(&plain, word, &NoEnv);
+        state.never_fail = true;
+        let _ = state.process_stop_on(None, self.raw_escapes);
+        state.unmatched
+    }
+}
+
+/// Applies `f` to every argument Docker expands as a single word (see the module docs);
+/// `EXPOSE` ports, `RUN --mount` values and heredoc bodies are handled by the callers.
+fn for_each_word(
+    command: &mut Command,
+    f: &mut dyn FnMut(&mut String) -> Result<(), ExpandError>,
+) -> Result<(), ExpandError> {
+    let opt = |v: &mut Option<String>, f: &mut dyn FnMut(&mut String) -> Result<(), ExpandError>| match v {
+        Some(s) => f(s),
+        None => Ok(()),
+    };
+    match command {
+        Command::Env(kvs) | Command::Label(kvs) => {
+            for kv in kvs {
+                f(&mut kv.key)?;
+                f(&mut kv.value)?;
+            }
+        }
+        Command::Add(add) => {
+            opt(&mut add.chown, f)?;
+            opt(&mut add.chmod, f)?;
+            opt(&mut add.checksum, f)?;
+            add.files.sources.iter_mut().try_for_each(&mut *f)?;
+            f(&mut add.files.dest)?;
+        }
+        Command::Copy(copy) => {
+            opt(&mut copy.chown, f)?;
+            opt(&mut copy.chmod, f)?;
+            copy.files.sources.iter_mut().try_for_each(&mut *f)?;
+            f(&mut copy.files.dest)?;
+        }
+        Command::Workdir(s) | Command::User(s) | Command::StopSignal(s) => f(s)?,
+        Command::Volume(paths) => paths.iter_mut().try_for_each(&mut *f)?,
+        Command::Arg(decls) => decls.iter_mut().try_for_each(|d| opt(&mut d.default, f))?,
+        Command::From(from) => {
+            f(&mut from.image)?;
+            opt(&mut from.platform, f)?;
+        }
+        Command::Run(_)
+        | Command::Cmd(_)
+        | Command::Entrypoint(_)
+        | Command::Shell(_)
+        | Command::Expose(_)
+        | Command::Onbuild(_)
+        | Command::Healthcheck(_)
+        | Command::Maintainer(_) => {}
+    }
+    Ok(())
+}
+
+fn heredoc_contents(command: &mut Command) -> Option<&mut Vec<SourceContent>> {
+    match command {
+        Command::Add(add) => Some(&mut add.files.contents),
+        Command::Copy(copy) => Some(&mut copy.files.contents),
+        _ => None,
+    }
+}
+
+/// Expands an instruction's arguments the way Docker does before executing it: exactly the
+/// arguments listed in the module docs, with `env` (the stage's `ENV` and `ARG` values at
+/// that point; for `FROM`, the global args). Empty `--chown`/`--chmod`/`--checksum` results
+/// become `None`. `RUN --mount` specs stay as written: pass their values through
+/// [`crate::mount::parse_mount`] with the same lexer.
+///
+/// All values of one `ENV` line see the environment from before the line: in
+/// `ENV a=1 b=$a`, `b` gets the old `a` (Docker's documented behaviour).
+pub fn expand_instruction(instruction: &Instruction, env: &dyn Env, escape: char) -> Result<Instruction, ExpandError> {
+    let lexer = Lexer::new(escape);
+    let mut out = instruction.clone();
+    for_each_word(&mut out.command, &mut |w: &mut String| {
+        *w = lexer.process_word(w, env)?;
+        Ok(())
+    })?;
+    if let Command::Expose(ports) = &mut out.command {
+        let mut expanded = Vec::new();
+        for port in ports.iter() {
+            expanded.extend(lexer.process_words(port, env)?);
+        }
+        *ports = expanded;
+    }
+    if let Some(contents) = heredoc_contents(&mut out.command) {
+        for content in contents.iter_mut().filter(|c| c.expand) {
+            content.data = expand_heredoc(&content.data, env)?;
+        }
+    }
+    match &mut out.command {
+        Command::Add(add) => {
+            add.chown = add.chown.take().filter(|s| !s.is_empty());
+            add.chmod = add.chmod.take().filter(|s| !s.is_empty());
+            add.checksum = add.checksum.take().filter(|s| !s.is_empty());
+        }
+        Command::Copy(copy) => {
+            copy.chown = copy.chown.take().filter(|s| !s.is_empty());
+            copy.chmod = copy.chmod.take().filter(|s| !s.is_empty());
+        }
+        _ => {}
+    }
+    Ok(out)
+}
+
+/// Every variable an instruction's expansion can look at (set or not): what the builder's
+/// cache key must include besides the instruction text. Covers the arguments of
+/// [`expand_instruction`], `RUN --mount` values and expanded heredoc bodies. For `RUN`,
+/// `CMD` and the like this is empty: their variables are the shell's business (though
+/// `ARG`/`ENV` values still reach `RUN` through its environment).
+pub fn referenced_by(instruction: &Instruction, escape: char) -> BTreeSet<String> {
+    let lexer = Lexer::new(escape);
+    let mut found = BTreeSet::new();
+    let mut command = instruction.command.clone();
+    let _ = for_each_word(&mut command, &mut |w: &mut String| {
+        found.extend(lexer.referenced(w));
+        Ok(())
+    });
+    match &command {
+        Command::Expose(ports) => ports.iter().for_each(|p| found.extend(lexer.referenced(p))),
+        Command::Run(run) => {
+            for spec in &run.mounts {
+                for field in crate::mount::csv_fields(spec).unwrap_or_default() {
+                    if let Some((_, value)) = field.split_once('=') {
+                        found.extend(lexer.referenced(value));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    if let Some(contents) = heredoc_contents(&mut command) {
+        let body_lexer = Lexer { skip_process_quotes: true, ..Lexer::new(DEFAULT_ESCAPE) };
+        contents.iter().filter(|c| c.expand).for_each(|c| found.extend(body_lexer.referenced(&c.data)));
+    }
+    found
 }
