@@ -126,7 +126,10 @@ enum Tok {
     Dirs,
     /// A trailing `**` after other wildcards: `.*`.
     Any,
-    Class { negated: bool, ranges: Vec<(char, char)> },
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
 }
 
 /// One compiled pattern.
@@ -232,8 +235,7 @@ impl PatternMatcher {
             if pattern.exclusion != matched {
                 continue;
             }
-            let hit =
-                pattern.matches(&file) || (1..=parents.len()).any(|n| pattern.matches(&parents[..n].join("/")));
+            let hit = pattern.matches(&file) || (1..=parents.len()).any(|n| pattern.matches(&parents[..n].join("/")));
             if hit {
                 matched = !pattern.exclusion;
             }

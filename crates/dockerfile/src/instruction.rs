@@ -597,11 +597,10 @@ fn parse_onbuild(node: &Node) -> Result<Onbuild, String> {
 
 /// `(?i)^\s*ONBUILD\s*` removed.
 fn strip_onbuild_prefix(original: &str) -> &str {
-    let s = original.trim_start_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\x0c' | '\r'));
+    const SPACE: [char; 5] = [' ', '\t', '\n', '\x0c', '\r'];
+    let s = original.trim_start_matches(SPACE);
     match s.get(..7) {
-        Some(k) if k.eq_ignore_ascii_case("onbuild") => {
-            s[7..].trim_start_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\x0c' | '\r'))
-        }
+        Some(k) if k.eq_ignore_ascii_case("onbuild") => s[7..].trim_start_matches(SPACE),
         _ => original,
     }
 }

@@ -271,7 +271,10 @@ fn parse_nodes(text: &str) -> Result<(Vec<Node>, Meta), ParseError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     if let Some(i) = lines.iter().position(|l| l.len() > MAX_LINE) {
-        return Err(ParseError::new(i + 1, format!("dockerfile line greater than max allowed size of {}", MAX_LINE - 1)));
+        return Err(ParseError::new(
+            i + 1,
+            format!("dockerfile line greater than max allowed size of {}", MAX_LINE - 1),
+        ));
     }
     let mut directives =
         DirectiveParser { escape: DEFAULT_ESCAPE, done: false, seen: HashSet::new(), found: Vec::new() };
@@ -493,22 +496,16 @@ fn name_vals(rest: &str, keyword: &str, escape: char) -> Result<Vec<String>, Str
     let words = parse_words(rest, escape);
     let Some(first) = words.first() else { return Ok(vec![]) };
     if !first.contains('=') {
-        let parts = split_whitespace(rest);
-        let mut it = rest.splitn(2, is_split_space);
-        let (Some(key), Some(_)) = (it.next(), it.next()) else {
+        let Some(split) = rest.find(is_split_space) else {
             return Err(format!("{keyword} must have two arguments"));
         };
-        debug_assert!(!parts.is_empty());
-        let value = rest[key.len()..].trim_start_matches(is_split_space);
-        return Ok(vec![key.to_string(), value.to_string(), String::new()]);
+        let value = rest[split..].trim_start_matches(is_split_space);
+        return Ok(vec![rest[..split].to_string(), value.to_string(), String::new()]);
     }
     let mut out = Vec::with_capacity(words.len() * 3);
     for word in &words {
         let Some((key, value)) = word.split_once('=') else {
-            return Err(format!(
-                "Syntax error - can't find = in {}. Must be of the form: name=value",
-                go_quote(word)
-            ));
+            return Err(format!("Syntax error - can't find = in {}. Must be of the form: name=value", go_quote(word)));
         };
         out.extend([key.to_string(), value.to_string(), "=".to_string()]);
     }

@@ -425,7 +425,12 @@ fn resolve_from(stages: &Stages, stage: &Stage, global: &Vars, escape: char) -> 
 
 /// The last stage named `name` (later duplicates win, as in BuildKit's name map).
 fn stage_named(stages: &Stages, name: &str) -> Option<usize> {
-    stages.stages.iter().rev().find(|s| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name))).map(|s| s.index)
+    stages
+        .stages
+        .iter()
+        .rev()
+        .find(|s| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+        .map(|s| s.index)
 }
 
 fn dependencies(stages: &Stages, stage: &Stage, escape: char) -> Result<Vec<Dependency>, StageError> {
@@ -476,10 +481,10 @@ fn stage_deps(stage: &ResolvedStage) -> impl Iterator<Item = (usize, usize)> + '
 /// BuildKit's `validateCircularDependency`: depth-first over `COPY --from`/mount edges.
 fn check_cycles(stages: &[Stage], resolved: &[ResolvedStage]) -> Result<(), StageError> {
     let mut visited = vec![false; resolved.len()];
-    for start in 0..resolved.len() {
+    for (start, stage) in stages.iter().enumerate() {
         let mut on_path = vec![false; resolved.len()];
         if let Some(line) = find_cycle(resolved, start, &mut visited, &mut on_path, None) {
-            let name = stages[start].display_name();
+            let name = stage.display_name();
             return Err(StageError::at(line, format!("circular dependency detected on stage: {name}")));
         }
     }
@@ -532,7 +537,8 @@ fn build_order(resolved: &[ResolvedStage], target: usize) -> Vec<usize> {
     let mut order = Vec::with_capacity(reachable.len());
     let mut done = BTreeSet::new();
     while done.len() < reachable.len() {
-        let ready = reachable.iter().copied().find(|&i| !done.contains(&i) && needs(i).iter().all(|d| done.contains(d)));
+        let ready =
+            reachable.iter().copied().find(|&i| !done.contains(&i) && needs(i).iter().all(|d| done.contains(d)));
         let Some(i) = ready else { break };
         done.insert(i);
         order.push(i);

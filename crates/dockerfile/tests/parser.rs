@@ -81,13 +81,21 @@ fn error_line_is_first_line_of_instruction() {
     let e = parse("FROM a\n\nRUN a \\\n  b \\\n  c\nCOPY x\n").unwrap_err();
     assert_eq!(e.line, 6);
     let e = parse("FROM a\nENV a=b \\\n  c\n").unwrap_err();
-    assert_eq!((e.line, e.message.as_str()), (2, "Syntax error - can't find = in \"c\". Must be of the form: name=value"));
+    assert_eq!(
+        (e.line, e.message.as_str()),
+        (2, "Syntax error - can't find = in \"c\". Must be of the form: name=value")
+    );
 }
 
 #[test]
 fn directives() {
-    let cases: &[(&str, char, &[(&str, &str)])] = &[
-        ("# syntax=docker/dockerfile:1\n# escape=`\nFROM a\n", '`', &[("syntax", "docker/dockerfile:1"), ("escape", "`")]),
+    type Case<'a> = (&'a str, char, &'a [(&'a str, &'a str)]);
+    let cases: &[Case] = &[
+        (
+            "# syntax=docker/dockerfile:1\n# escape=`\nFROM a\n",
+            '`',
+            &[("syntax", "docker/dockerfile:1"), ("escape", "`")],
+        ),
         ("#ESCAPE = `\nFROM a\n", '`', &[("escape", "`")]),
         ("  # escape=`\nFROM a\n", '`', &[("escape", "`")]),
         ("# check=skip=all\nFROM a\n", '\\', &[("check", "skip=all")]),
@@ -107,10 +115,9 @@ fn directives() {
 
 #[test]
 fn continuations_comments_and_lines() {
-    let df = parse(
-        "# header\nFROM a\n\n  RUN one \\\n    two \\\n# inner comment\n\n    three\nRUN four \\\\\nRUN last \\",
-    )
-    .unwrap();
+    let df =
+        parse("# header\nFROM a\n\n  RUN one \\\n    two \\\n# inner comment\n\n    three\nRUN four \\\\\nRUN last \\")
+            .unwrap();
     let got: Vec<(usize, &str)> = df.instructions.iter().map(|i| (i.line, i.original.as_str())).collect();
     assert_eq!(got, [(2, "FROM a"), (4, "RUN one     two     three"), (9, "RUN four \\\\"), (10, "RUN last ")]);
     assert_eq!(df.instructions[1].end_line, 8);
@@ -120,7 +127,8 @@ fn continuations_comments_and_lines() {
 
 #[test]
 fn windows_style_escape() {
-    let df = parse("# escape=`\nFROM mcr.microsoft.com/windows\nCOPY testfile.txt c:\\\nRUN dir c:\\ `\n    /b\n").unwrap();
+    let df =
+        parse("# escape=`\nFROM mcr.microsoft.com/windows\nCOPY testfile.txt c:\\\nRUN dir c:\\ `\n    /b\n").unwrap();
     let cmds: Vec<Command> = df.instructions.into_iter().map(|i| i.command).collect();
     let Command::Copy(copy) = &cmds[1] else { panic!() };
     assert_eq!(copy.files.dest, "c:\\");
@@ -150,8 +158,9 @@ fn exec_and_shell_forms() {
     ];
     for (line, args, shell) in cases {
         let cmd = second(&format!("FROM a\n{line}\n"));
-        let (Command::Run(berth_dockerfile::instruction::Run { cmd: c, .. }) | Command::Cmd(c) | Command::Entrypoint(c)) =
-            cmd
+        let (Command::Run(berth_dockerfile::instruction::Run { cmd: c, .. })
+        | Command::Cmd(c)
+        | Command::Entrypoint(c)) = cmd
         else {
             panic!("{line}")
         };
@@ -162,7 +171,8 @@ fn exec_and_shell_forms() {
 
 #[test]
 fn env_and_label_forms() {
-    let cases: &[(&str, &[(&str, &str, bool)])] = &[
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str, bool)]);
+    let cases: &[Case] = &[
         ("ENV a=b c=d", &[("a", "b", false), ("c", "d", false)]),
         ("ENV a b c", &[("a", "b c", true)]),
         ("ENV a=\"x y\" b='z w'", &[("a", "\"x y\"", false), ("b", "'z w'", false)]),
@@ -212,16 +222,19 @@ fn copy_and_add_flags() {
     assert_eq!(c.excludes, ["*.md", ".git"]);
     assert_eq!((c.files.sources.as_slice(), c.files.dest.as_str()), (&["a".to_string(), "b".to_string()][..], "/dst/"));
 
-    let Command::Add(a) = second(
-        "FROM a\nADD --checksum=sha256:abc --keep-git-dir=false --link=false --unpack https://x/y.tar /d\n",
-    ) else {
+    let Command::Add(a) =
+        second("FROM a\nADD --checksum=sha256:abc --keep-git-dir=false --link=false --unpack https://x/y.tar /d\n")
+    else {
         panic!()
     };
     assert_eq!(a.checksum.as_deref(), Some("sha256:abc"));
     assert_eq!((a.keep_git_dir, a.unpack, a.link), (Some(false), Some(true), false));
 
     let Command::Copy(j) = second("FROM a\nCOPY [\"a b\", \"/c d/\"]\n") else { panic!() };
-    assert_eq!((j.files.sources.as_slice(), j.files.dest.as_str(), j.files.json), (&["a b".to_string()][..], "/c d/", true));
+    assert_eq!(
+        (j.files.sources.as_slice(), j.files.dest.as_str(), j.files.json),
+        (&["a b".to_string()][..], "/c d/", true)
+    );
 }
 
 #[test]
@@ -304,16 +317,23 @@ fn onbuild() {
 fn heredocs() {
     let Command::Run(run) = second("FROM a\nRUN <<EOF\necho $HOME\n  indented\nEOF\n") else { panic!() };
     let doc = &run.cmd.heredocs[0];
-    assert_eq!((doc.name.as_str(), doc.expand, doc.chomp, doc.content.as_str()), ("EOF", true, false, "echo $HOME\n  indented\n"));
+    assert_eq!(
+        (doc.name.as_str(), doc.expand, doc.chomp, doc.content.as_str()),
+        ("EOF", true, false, "echo $HOME\n  indented\n")
+    );
     assert_eq!(run.cmd.args, ["<<EOF"]);
 
-    let Command::Run(run) = second("FROM a\nRUN <<-'END' 3<<\"TWO\" cat /dev/fd/3\n\techo one\n\tEND\ntwo\nTWO\nRUN after\n")
+    let Command::Run(run) =
+        second("FROM a\nRUN <<-'END' 3<<\"TWO\" cat /dev/fd/3\n\techo one\n\tEND\ntwo\nTWO\nRUN after\n")
     else {
         panic!()
     };
     let docs: Vec<(&str, u32, bool, bool, String)> =
         run.cmd.heredocs.iter().map(|d| (d.name.as_str(), d.fd, d.expand, d.chomp, d.text())).collect();
-    assert_eq!(docs, [("END", 0, false, true, "echo one\n".to_string()), ("TWO", 3, false, false, "two\n".to_string())]);
+    assert_eq!(
+        docs,
+        [("END", 0, false, true, "echo one\n".to_string()), ("TWO", 3, false, false, "two\n".to_string())]
+    );
 
     let df = parse("FROM a\nCOPY <<one <<-two /dst/\n1\none\n\t2\n\ttwo\nRUN x\n").unwrap();
     let Command::Copy(c) = &df.instructions[1].command else { panic!() };
