@@ -21,6 +21,11 @@ pub fn ensure_bridge(nl: &mut Netlink, name: &str, gateway: Ipv4Addr, subnet: Su
         false
     };
     let r = (|| {
+        if made {
+            // A fixed address: else the bridge takes the lowest of its ports' and changes when
+            // that port goes, and every container's ARP entry for the gateway goes stale.
+            nl.set_mac(name, mac_for(gateway))?;
+        }
         match nl.add_address(name, gateway, subnet.prefix) {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) || e.kind() == io::ErrorKind::AlreadyExists => {}
             r => r?,
