@@ -406,7 +406,7 @@ enum NetworkCmd {
         #[arg(required = true)]
         names: Vec<String>,
     },
-    /// Create a network (refused by the daemon until user-defined networks exist)
+    /// Create a bridge network
     Create {
         name: String,
         #[arg(short, long, default_value = "bridge")]
@@ -425,6 +425,28 @@ enum NetworkCmd {
     Rm {
         #[arg(required = true)]
         names: Vec<String>,
+    },
+    /// Connect a container to a network (now if it runs, else when it starts)
+    Connect {
+        /// Add a network-scoped alias for the container
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        network: String,
+        container: String,
+    },
+    /// Disconnect a container from a network
+    Disconnect {
+        /// Accepted for docker compatibility (disconnecting never needs forcing here)
+        #[arg(short, long)]
+        force: bool,
+        network: String,
+        container: String,
+    },
+    /// Remove all networks no container uses
+    Prune {
+        /// Do not prompt for confirmation
+        #[arg(short, long)]
+        force: bool,
     },
 }
 
@@ -1335,6 +1357,34 @@ fn network(c: &Client, n: NetworkCmd) -> R<i32> {
         }
         NetworkCmd::Rm { names } => {
             each(&names, |n| c.call("DELETE", &format!("/networks/{}", enc(n)), None).map(|_| ()))
+        }
+        NetworkCmd::Connect { aliases, network, container } => {
+            let body = json!({"Container": container, "EndpointConfig": {"Aliases": aliases}});
+            c.call("POST", &format!("/networks/{}/connect", enc(&network)), Some(&body))?;
+            Ok(0)
+        }
+        NetworkCmd::Disconnect { force, network, container } => {
+            let body = json!({"Container": container, "Force": force});
+            c.call("POST", &format!("/networks/{}/disconnect", enc(&network)), Some(&body))?;
+            Ok(0)
+        }
+        NetworkCmd::Prune { force } => {
+            if !force
+                && !crate::image_api::confirm(
+                    "WARNING! This will remove all custom networks not used by at least one container.",
+                )
+            {
+                return Ok(1);
+            }
+            let v = c.call("POST", "/networks/prune", None)?.json()?;
+            let gone = v["NetworksDeleted"].as_array().cloned().unwrap_or_default();
+            if !gone.is_empty() {
+                println!("Deleted Networks:");
+                for n in gone {
+                    println!("{}", plain(&n));
+                }
+            }
+            Ok(0)
         }
     }
 }

@@ -56,7 +56,16 @@ pub fn daemon_main(args: Vec<std::ffi::OsString>) -> i32 {
             return 125;
         }
     };
-    let d = match berth_engine::daemon::Daemon::open_with(&a.data_root, &a.exec_root, net) {
+    // Absolute roots: mount sources and monitor paths must not depend on a working directory.
+    let abs = |p: &PathBuf| -> PathBuf {
+        if p.is_absolute() {
+            p.clone()
+        } else {
+            std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.clone())
+        }
+    };
+    let (data_root, exec_root) = (abs(&a.data_root), abs(&a.exec_root));
+    let d = match berth_engine::daemon::Daemon::open_with(&data_root, &exec_root, net) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("berth daemon: {e}");

@@ -701,7 +701,7 @@ fn history(c: &Client, a: HistoryArgs) -> R<i32> {
 }
 
 /// Docker's confirmation prompt: the warning, `[y/N]`, an answer read from stdin.
-fn confirm(warning: &str) -> bool {
+pub(crate) fn confirm(warning: &str) -> bool {
     eprint!("{warning}\nAre you sure you want to continue? [y/N] ");
     let _ = std::io::stderr().flush();
     let mut s = String::new();

@@ -704,6 +704,14 @@ fn init_ulimits_devices_and_privileged() {
     assert!(t.elapsed() < Duration::from_secs(5), "the init did not pass SIGTERM on");
     assert_eq!(e.ok(&["inspect", "-f", "{{.State.ExitCode}}", "withinit"]), "143\n");
     assert_eq!(e.docker(&["run", "--rm", "--init", "bb:1", "sh", "-c", "exit 7"]).status.code(), Some(7));
+    // No --ulimit: the daemon's limits (inherited from this test), as with dockerd.
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we own.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    assert_eq!(
+        e.ok(&["run", "--rm", "bb:1", "sh", "-c", "ulimit -n; ulimit -Hn"]),
+        format!("{}\n{}\n", lim.rlim_cur, lim.rlim_max)
+    );
     // --ulimit in effect; above our own hard limit: refused with the reason.
     assert_eq!(
         e.ok(&["run", "--rm", "--ulimit", "nofile=512:1024", "bb:1", "sh", "-c", "ulimit -n; ulimit -Hn"]),

@@ -394,3 +394,131 @@ fn another_host_reaches_a_published_port() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&o.stdout).contains("hello"), "still published after rm");
 }
+
+/// The links enslaved to bridge `br`.
+fn links_on(br: &str) -> Vec<String> {
+    let o = Command::new("ip").args(["-o", "link", "show", "master", br]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.split(':').nth(1).map(|n| n.trim().split('@').next().unwrap_or("").to_string()))
+        .collect()
+}
+
+/// `busybox wget -qO- http://<host>/` from inside `ctr`, bounded (busybox's `wget -T` crashes).
+fn fetch_in(e: &Engine, ctr: &str, host: &str) -> String {
+    let cmd = format!("busybox timeout 3 busybox wget -qO- http://{host}/ 2>&1; echo rc=$?");
+    out(&e.docker(&["exec", ctr, "sh", "-c", &cmd]))
+}
+
+#[test]
+fn connect_disconnect_and_a_shared_namespace() {
+    let mut e = Engine::new("connect");
+    let n = e.bip.split('.').nth(2).unwrap().to_string();
+    let pid = std::process::id();
+    let (sa, sb) = (format!("10.{}.{n}.0/24", 200 + pid % 50), format!("10.{}.{n}.0/24", 250 + pid % 5));
+    let a_id = e.ok(&["network", "create", "--subnet", &sa, "neta"]).trim().to_string();
+    let b_id = e.ok(&["network", "create", "--subnet", &sb, "netb"]).trim().to_string();
+    let (bra, brb) = (format!("br-{}", &a_id[..12]), format!("br-{}", &b_id[..12]));
+    e.ok(&["run", "-d", "--name", "one", "-h", "one", "--network", "neta", "bb:1", "sh", "-c", WEB]);
+    e.ok(&["run", "-d", "--name", "two", "-h", "two", "--network", "netb", "bb:1", "sh", "-c", WEB]);
+    assert!(fetch_in(&e, "one", "two").contains("bad address"), "two is on another network");
+
+    // Connect a running container: a second interface, names of both networks resolve.
+    e.ok(&["network", "connect", "--alias", "uno", "netb", "one"]);
+    let addrs = e.ok(&["exec", "one", "busybox", "ip", "-4", "-o", "addr"]);
+    assert!(addrs.contains("eth0") && addrs.contains("eth1"), "{addrs}");
+    assert!(addrs.contains(&sb.replace(".0/24", ".")), "{addrs}");
+    let routes = e.ok(&["exec", "one", "busybox", "ip", "route"]);
+    assert_eq!(routes.matches("default").count(), 1, "one default route, through neta: {routes}");
+    assert!(fetch_in(&e, "one", "two").contains("hello from two"));
+    assert!(fetch_in(&e, "two", "uno").contains("hello from one"), "the alias on netb");
+    let nets =
+        e.ok(&["inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}} {{end}}", "one"]);
+    assert!(nets.contains("neta=10.") && nets.contains("netb=10."), "{nets}");
+    assert_eq!(links_on(&brb).len(), 2, "two veths on netb: {:?}", links_on(&brb));
+    let o = e.docker(&["network", "connect", "netb", "one"]);
+    assert!(!o.status.success() && err(&o).contains("already exists"), "{}", err(&o));
+
+    // Another container in one's network namespace: its hostname, its addresses, its lo.
+    let o = e.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:one",
+        "bb:1",
+        "sh",
+        "-c",
+        "hostname; busybox ip -4 -o addr | grep -c eth; busybox timeout 3 busybox wget -qO- http://127.0.0.1/",
+    ]);
+    assert_eq!(o.lines().collect::<Vec<_>>(), ["one", "2", "hello from one"], "{o}");
+    let o = e.docker(&["run", "--rm", "--network", "container:one", "-p", "81:80", "bb:1", "true"]);
+    assert!(!o.status.success() && err(&o).contains("conflicting options"), "{}", err(&o));
+    let o = e.docker(&["run", "--rm", "--network", "container:nosuch", "bb:1", "true"]);
+    assert!(!o.status.success() && err(&o).contains("No such container"), "{}", err(&o));
+
+    // Disconnect: the interface, the name and the veth go.
+    e.ok(&["network", "disconnect", "netb", "one"]);
+    assert!(!e.ok(&["exec", "one", "busybox", "ip", "-4", "-o", "addr"]).contains("eth1"));
+    assert!(fetch_in(&e, "one", "two").contains("bad address"));
+    let o = fetch_in(&e, "two", "uno");
+    assert!(o.contains("bad address"), "{o}");
+    assert_eq!(links_on(&brb).len(), 1, "{:?}", links_on(&brb));
+    let o = e.docker(&["network", "disconnect", "netb", "one"]);
+    assert!(!o.status.success() && err(&o).contains("not connected"), "{}", err(&o));
+
+    // A created container connected before it starts gets both at start, and keeps them
+    // across a kill -9 of the daemon.
+    e.ok(&["create", "--name", "three", "--network", "neta", "bb:1", "sleep", "1000"]);
+    e.ok(&["network", "connect", "netb", "three"]);
+    e.ok(&["start", "three"]);
+    e.kill9_daemon();
+    e.start_daemon();
+    assert!(fetch_in(&e, "three", "two").contains("hello from two"));
+    assert!(fetch_in(&e, "three", "one").contains("hello from one"));
+    assert_eq!(links_on(&brb).len(), 2, "{:?}", links_on(&brb));
+    let o = e.docker(&["network", "rm", "netb"]);
+    assert!(!o.status.success() && err(&o).contains("active endpoints"), "{}", err(&o));
+
+    e.ok(&["rm", "-f", "one", "two", "three"]);
+    assert!(links_on(&bra).is_empty() && links_on(&brb).is_empty(), "{:?} {:?}", links_on(&bra), links_on(&brb));
+    e.ok(&["network", "rm", "neta", "netb"]);
+    assert!(veths(&e).is_empty(), "{:?}", veths(&e));
+    assert!(e.mounts_left().is_empty(), "{:?}", e.mounts_left());
+}
+
+#[test]
+fn udp_ports_are_published() {
+    let e = Engine::new("udp");
+    // busybox has no UDP server: a static echo server of the test's own goes into the image.
+    let root = e.dir.join("bbroot");
+    let o = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(root.join("bin/udpecho"))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/udpecho.c"))
+        .output()
+        .expect("gcc (scripts/deps.sh test)");
+    assert!(o.status.success(), "gcc: {}", String::from_utf8_lossy(&o.stderr));
+    let tar = e.dir.join("udp.tar");
+    assert!(Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").status().unwrap().success());
+    e.ok(&["import", tar.to_str().unwrap(), "udp:1"]);
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    e.ok(&["run", "-d", "--name", "echo", "-p", &format!("127.0.0.1:{port}:7/udp"), "udp:1", "udpecho", "7"]);
+    let ports = e.ok(&["port", "echo"]);
+    assert_eq!(ports.trim(), format!("7/udp -> 127.0.0.1:{port}"));
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 64];
+    let got = loop {
+        s.send_to(b"ping over udp", ("127.0.0.1", port)).unwrap();
+        if let Ok((n, from)) = s.recv_from(&mut buf) {
+            break (buf[..n].to_vec(), from.port());
+        }
+        assert!(Instant::now() < deadline, "no UDP echo on 127.0.0.1:{port}: {}", e.log());
+    };
+    assert_eq!(got, (b"ping over udp".to_vec(), port), "the echo comes back from the published port");
+    assert!(nft_table(&e).contains(&format!("udp dport {port}")), "{}", nft_table(&e));
+    e.ok(&["rm", "-f", "echo"]);
+    assert!(!nft_table(&e).contains(&format!("dport {port}")), "{}", nft_table(&e));
+    assert!(veths(&e).is_empty(), "{:?}", veths(&e));
+}

@@ -164,7 +164,7 @@ fn route(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
         }
         ("DELETE", ["networks", key]) => {
             let def = d.net.find(key).ok_or_else(|| ApiError::not_found(format!("network {key} not found")))?;
-            if d.list().iter().any(|c| c.network.as_ref().is_some_and(|a| a.network == def.name)) {
+            if d.list().iter().any(|c| c.attached.iter().any(|a| a.network == def.name)) {
                 return Err(ApiError::forbidden(format!(
                     "error while removing network: network {} id {} has active endpoints",
                     def.name, def.id
@@ -175,8 +175,7 @@ fn route(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
             conn.empty(204).map_err(io)?
         }
         ("POST", ["networks", "prune"]) => {
-            let used: std::collections::BTreeSet<String> =
-                d.list().iter().filter_map(|c| crate::daemon::network_of(&c.host_config)).collect();
+            let used: std::collections::BTreeSet<String> = d.list().iter().flat_map(|c| c.networks()).collect();
             let mut deleted = Vec::new();
             for def in d.net.list().into_iter().filter(|n| !n.builtin && !used.contains(&n.name)) {
                 if d.net.remove(&def).is_ok() {
@@ -187,39 +186,30 @@ fn route(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
             conn.json(200, &json!({"NetworksDeleted": deleted})).map_err(io)?
         }
         ("POST", ["networks", key, "connect"]) => {
-            // One network per container: connecting it to the network it was created on (what
-            // compose does, for the aliases) adds the aliases; anything else is refused.
             let def = d.net.find(key).ok_or_else(|| ApiError::not_found(format!("network {key} not found")))?;
             let b = conn.json_body(req)?;
             let c = d.find(b["Container"].as_str().unwrap_or(""))?;
-            if crate::daemon::network_of(&c.host_config).as_deref() != Some(def.name.as_str()) {
-                return Err(ApiError::bad(format!(
-                    "connecting container {} to a second network ({}) is not supported yet: give --network at create",
-                    c.name, def.name
-                )));
-            }
-            let more = crate::spec::strings(&b["EndpointConfig"]["Aliases"]);
-            d.update(&c.id, |c| {
-                for a in more {
-                    if !c.aliases.contains(&a) {
-                        c.aliases.push(a);
-                    }
-                }
-            })?;
+            let aliases = crate::spec::strings(&b["EndpointConfig"]["Aliases"]);
+            d.connect(&c.id, &def.name, aliases)?;
+            d.events.emit(
+                "network",
+                "connect",
+                &def.id,
+                json!({"name": def.name, "type": "bridge", "container": c.id}),
+            );
             conn.empty(200).map_err(io)?
         }
         ("POST", ["networks", key, "disconnect"]) => {
-            // Only what compose does before it connects again: a created (not running)
-            // container, from its own network; its aliases go, its network stays.
             let def = d.net.find(key).ok_or_else(|| ApiError::not_found(format!("network {key} not found")))?;
             let b = conn.json_body(req)?;
             let c = d.find(b["Container"].as_str().unwrap_or(""))?;
-            if c.running() || crate::daemon::network_of(&c.host_config).as_deref() != Some(def.name.as_str()) {
-                return Err(ApiError::bad(
-                    "disconnecting a running container, or from another network, is not supported yet",
-                ));
-            }
-            d.update(&c.id, |c| c.aliases.clear())?;
+            d.disconnect(&c.id, &def.name)?;
+            d.events.emit(
+                "network",
+                "disconnect",
+                &def.id,
+                json!({"name": def.name, "type": "bridge", "container": c.id}),
+            );
             conn.empty(200).map_err(io)?
         }
         ("GET", ["containers", "json"]) => {
@@ -531,7 +521,7 @@ fn networks(d: &Daemon) -> Vec<Value> {
                labels: &Value| {
         let mut on = serde_json::Map::new();
         for c in &containers {
-            if let Some(a) = c.network.as_ref().filter(|a| a.network == name) {
+            if let Some(a) = c.attached.iter().find(|a| a.network == name) {
                 on.insert(
                     c.id.clone(),
                     json!({"Name": c.name, "EndpointID": c.id, "MacAddress": a.mac,
@@ -712,12 +702,12 @@ fn list_containers(d: &Daemon, req: &Request) -> ApiResult<Value> {
             "ImageID": c.image_id,
             "Command": command_line(&c),
             "Created": unix_of(&c.created),
-            "Ports": crate::network::ports_list(c.network.as_ref(), &c.config["ExposedPorts"]),
+            "Ports": crate::network::ports_list(c.primary(), &c.config["ExposedPorts"]),
             "Labels": c.config["Labels"],
             "State": c.state.status,
             "Status": status_text(&c),
             "HostConfig": {"NetworkMode": c.host_config["NetworkMode"]},
-            "NetworkSettings": {"Networks": networks_json(&c)},
+            "NetworkSettings": {"Networks": networks_json(d, &c)},
             "Mounts": mounts_json(&c),
         }));
         if limit.is_some_and(|l| out.len() >= l) {
@@ -774,24 +764,37 @@ fn inspect(d: &Daemon, c: &Container) -> Value {
     })
 }
 
-/// `NetworkSettings.Networks`: the network the container is on (by its mode) and, while it
-/// runs on the bridge, its address.
-fn networks_json(c: &Container) -> Value {
+/// `NetworkSettings.Networks`: the networks the container is on (by its mode, or its
+/// extra networks) and, while it runs, its endpoint on each.
+fn networks_json(d: &Daemon, c: &Container) -> Value {
     let mode = c.host_config["NetworkMode"].as_str().unwrap_or("default");
-    let name = if matches!(mode, "" | "default") { "bridge" } else { mode };
-    let a = c.network.as_ref();
-    let s = |f: fn(&crate::network::Attached) -> String| a.map(f).unwrap_or_default();
-    json!({name: {
-        "IPAMConfig": null, "Links": null, "Aliases": null,
-        "NetworkID": network_id(name),
-        "EndpointID": if a.is_some() { c.id.clone() } else { String::new() },
-        "Gateway": s(|a| a.gateway.clone()),
-        "IPAddress": s(|a| a.ip.clone()),
-        "IPPrefixLen": a.map(|a| a.prefix).unwrap_or(0),
-        "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-        "MacAddress": s(|a| a.mac.clone()),
-        "DriverOpts": null,
-    }})
+    let mut names = c.networks();
+    if names.is_empty() && matches!(mode, "host" | "none") {
+        names.push(mode.to_string());
+    }
+    let mut out = serde_json::Map::new();
+    for name in names {
+        let a = c.attached.iter().find(|a| a.network == name);
+        let s = |f: fn(&crate::network::Attached) -> String| a.map(f).unwrap_or_default();
+        let id = d.net.find(&name).map(|n| n.id).unwrap_or_else(|| network_id(&name));
+        let aliases = c.aliases_on(&name);
+        out.insert(
+            name.clone(),
+            json!({
+                "IPAMConfig": null, "Links": null,
+                "Aliases": if aliases.is_empty() { Value::Null } else { json!(aliases) },
+                "NetworkID": id,
+                "EndpointID": if a.is_some() { c.id.clone() } else { String::new() },
+                "Gateway": s(|a| a.gateway.clone()),
+                "IPAddress": s(|a| a.ip.clone()),
+                "IPPrefixLen": a.map(|a| a.prefix).unwrap_or(0),
+                "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                "MacAddress": s(|a| a.mac.clone()),
+                "DriverOpts": null,
+            }),
+        );
+    }
+    Value::Object(out)
 }
 
 /// The fixed ids of the built-in networks (sha256 of their names, as stable 64-hex ids).
@@ -800,7 +803,7 @@ pub(crate) fn network_id(name: &str) -> String {
 }
 
 fn network_settings(d: &Daemon, c: &Container) -> Value {
-    let a = c.network.as_ref();
+    let a = c.primary();
     let s = |f: fn(&crate::network::Attached) -> String| a.map(f).unwrap_or_default();
     json!({
         "Bridge": "",
@@ -817,7 +820,7 @@ fn network_settings(d: &Daemon, c: &Container) -> Value {
         "IPPrefixLen": a.map(|a| a.prefix).unwrap_or(0),
         "IPv6Gateway": "",
         "MacAddress": s(|a| a.mac.clone()),
-        "Networks": networks_json(c),
+        "Networks": networks_json(d, c),
     })
 }
 
@@ -923,8 +926,13 @@ fn stats(d: &Arc<Daemon>, conn: &mut Conn, req: &Request, key: &str) -> ApiResul
         let c = d.find(&c.id)?;
         let now = take(&c);
         let mut doc = crate::stats::document(&c.id, &c.name, &now, pre.as_ref());
-        if c.network.is_some() {
-            doc["networks"] = crate::stats::veth_counters(&berth_net::bridge::host_ifname(&c.id));
+        if !c.attached.is_empty() {
+            let ifs: Vec<(String, String)> = c
+                .attached
+                .iter()
+                .map(|a| (if a.ifname.is_empty() { "eth0".into() } else { a.ifname.clone() }, a.host_if(&c.id)))
+                .collect();
+            doc["networks"] = crate::stats::veth_counters(&ifs);
         }
         if out.json_line(&doc).is_err() {
             conn.closed = true;

@@ -69,24 +69,67 @@ pub struct Container {
     /// `State.Health` of a container with a healthcheck.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<crate::health::Health>,
-    /// Its place on the bridge network while it runs there (address, published ports).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<crate::network::Attached>,
-    /// Other names it answers to on its network (`--network-alias`, compose's service name).
+    /// Its endpoints while it runs (the first: `eth0`, the published ports).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attached: Vec<crate::network::Attached>,
+    /// Records before `attached`: the one endpoint (moved into `attached` at load).
+    #[serde(default, skip_serializing)]
+    network: Option<crate::network::Attached>,
+    /// Other names it answers to on its NetworkMode's network (`--network-alias`, compose's
+    /// service name).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// Networks it is on besides its NetworkMode's (`network connect`, or more than one network
+    /// at create): name → its aliases there.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_networks: BTreeMap<String, Vec<String>>,
+    /// `network disconnect` took it off its NetworkMode's network.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub left_primary: bool,
 }
 
-/// The network a container joins by its NetworkMode (none for host, none).
+/// The network a container joins by its NetworkMode (none for host, none, container:<id>).
 pub fn network_of(host: &Value) -> Option<String> {
     match host["NetworkMode"].as_str().unwrap_or("") {
         "" | "default" | "bridge" => Some("bridge".into()),
         "host" | "none" => None,
+        m if m.starts_with("container:") => None,
         other => Some(other.to_string()),
     }
 }
 
 impl Container {
+    /// The container's first endpoint (eth0) while it runs.
+    pub fn primary(&self) -> Option<&crate::network::Attached> {
+        self.attached.first()
+    }
+
+    /// The networks it joins when it starts, in order (its NetworkMode's first).
+    pub fn networks(&self) -> Vec<String> {
+        let own = network_of(&self.host_config).filter(|_| !self.left_primary);
+        own.into_iter().chain(self.extra_networks.keys().cloned()).collect()
+    }
+
+    /// Its aliases on `network`.
+    pub fn aliases_on(&self, network: &str) -> &[String] {
+        match self.extra_networks.get(network) {
+            Some(a) => a,
+            None if network_of(&self.host_config).as_deref() == Some(network) => &self.aliases,
+            None => &[],
+        }
+    }
+
+    /// Whether it is on `network` (running or not).
+    pub fn on_network(&self, network: &str) -> bool {
+        self.networks().iter().any(|n| n == network)
+    }
+
+    /// Whether it has a network namespace of the daemon's making (not host, none or another
+    /// container's).
+    pub fn own_netns(&self) -> bool {
+        network_of(&self.host_config).is_some()
+    }
+
     pub fn running(&self) -> bool {
         matches!(self.state.status.as_str(), "running" | "paused" | "restarting")
     }
@@ -219,21 +262,33 @@ impl Daemon {
         d.load()?;
         // Embedded DNS: a name on a network is a running container's name, alias, hostname or id.
         let weak = Arc::downgrade(&d);
-        d.net.start_dns(Arc::new(move |net: &str, name: &str| {
+        d.net.start_dns(Arc::new(move |net: &str, client: std::net::Ipv4Addr, name: &str| {
             let Some(d) = weak.upgrade() else { return Vec::new() };
-            let found = d
-                .lock()
-                .values()
-                .filter_map(|c| c.network.as_ref().filter(|a| a.network == net).map(|a| (c, a)))
-                .filter(|(c, _)| {
-                    c.name.eq_ignore_ascii_case(name)
-                        || c.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
-                        || c.config["Hostname"].as_str().is_some_and(|h| h.eq_ignore_ascii_case(name))
-                        || (name.len() >= 12 && c.id.starts_with(name))
-                })
-                .filter_map(|(_, a)| a.ip.parse().ok())
-                .collect::<Vec<_>>();
-            found
+            let all = d.lock();
+            // The networks to look in: the one asked on first, then the asker's others.
+            let mut nets = vec![net.to_string()];
+            let client = client.to_string();
+            let asker = all.values().find(|c| c.attached.iter().any(|a| a.network == net && a.ip == client));
+            if let Some(c) = asker {
+                nets.extend(c.attached.iter().map(|a| a.network.clone()).filter(|n| n != net));
+            }
+            for n in &nets {
+                let found: Vec<std::net::Ipv4Addr> = all
+                    .values()
+                    .filter_map(|c| c.attached.iter().find(|a| &a.network == n).map(|a| (c, a)))
+                    .filter(|(c, _)| {
+                        c.name.eq_ignore_ascii_case(name)
+                            || c.aliases_on(n).iter().any(|a| a.eq_ignore_ascii_case(name))
+                            || c.config["Hostname"].as_str().is_some_and(|h| h.eq_ignore_ascii_case(name))
+                            || (name.len() >= 12 && c.id.starts_with(name))
+                    })
+                    .filter_map(|(_, a)| a.ip.parse().ok())
+                    .collect();
+                if !found.is_empty() {
+                    return found;
+                }
+            }
+            Vec::new()
         }));
         Ok(d)
     }
@@ -299,10 +354,13 @@ impl Daemon {
             }
             let p = e.path().join("config.json");
             let Ok(data) = std::fs::read(&p) else { continue };
-            let Ok(c) = serde_json::from_slice::<Container>(&data) else {
+            let Ok(mut c) = serde_json::from_slice::<Container>(&data) else {
                 eprintln!("berth daemon: skipping unreadable container record {}", p.display());
                 continue;
             };
+            if let Some(a) = c.network.take() {
+                c.attached.insert(0, a);
+            }
             self.lock().insert(c.id.clone(), c);
         }
         self.recover();
@@ -343,17 +401,17 @@ impl Daemon {
                 // Not running: nothing of a run may remain (a crash mid-start leaves a mount).
                 self.cleanup_run(id);
                 let _ = std::fs::remove_dir_all(self.exec_dir(id));
-                if c.network.is_some() {
-                    let _ = self.update(id, |c| c.network = None);
+                if !c.attached.is_empty() {
+                    let _ = self.update(id, |c| c.attached.clear());
                 }
             }
         }
         // Networking: only running containers keep namespaces, veths, addresses and ports.
-        let running: BTreeMap<String, crate::network::Attached> = self
+        let running: BTreeMap<String, Vec<crate::network::Attached>> = self
             .lock()
             .values()
-            .filter(|c| c.running())
-            .filter_map(|c| c.network.clone().map(|n| (c.id.clone(), n)))
+            .filter(|c| c.running() && !c.attached.is_empty())
+            .map(|c| (c.id.clone(), c.attached.clone()))
             .collect();
         self.net.recover(&running);
         Ok(())
@@ -437,24 +495,51 @@ impl Daemon {
         if !body.is_object() {
             return Err(ApiError::bad("config cannot be empty in order to create a container"));
         }
-        let host = body.get("HostConfig").cloned().unwrap_or(json!({}));
+        let mut host = body.get("HostConfig").cloned().unwrap_or(json!({}));
         let mut cfg = body.clone();
         if let Some(o) = cfg.as_object_mut() {
             o.remove("HostConfig");
             o.remove("NetworkingConfig");
         }
         spec::check_supported(&cfg, &host)?;
-        let net_name = network_of(&host);
+        let mut net_name = network_of(&host);
         if let Some(n) = net_name.as_deref() {
-            if self.net.find(n).is_none() {
-                // 400, not dockerd's 404: on a 404 the docker CLI would try to pull the image.
-                return Err(ApiError::bad(format!("network {n} not found")));
+            // 400, not dockerd's 404: on a 404 the docker CLI would try to pull the image.
+            let def = self.net.find(n).ok_or_else(|| ApiError::bad(format!("network {n} not found")))?;
+            if def.name != n && !matches!(host["NetworkMode"].as_str(), Some("" | "default") | None) {
+                // Given by id: recorded by name (a network's records and endpoints use names).
+                host["NetworkMode"] = json!(def.name);
+                net_name = Some(def.name);
             }
         }
-        let aliases: Vec<String> = net_name
-            .as_deref()
-            .map(|n| spec::strings(&body["NetworkingConfig"]["EndpointsConfig"][n]["Aliases"]))
-            .unwrap_or_default();
+        if let Some(other) = host["NetworkMode"].as_str().and_then(|m| m.strip_prefix("container:")) {
+            let o = self.find(other).map_err(|_| ApiError::bad(format!("No such container: {other}")))?;
+            // As dockerd: the full id is recorded.
+            host["NetworkMode"] = json!(format!("container:{}", o.id));
+        }
+        let endpoints = &body["NetworkingConfig"]["EndpointsConfig"];
+        let mut aliases: Vec<String> = Vec::new();
+        // More than one network at create (API 1.44+): the others become extra networks.
+        let mut extra_networks = BTreeMap::new();
+        let primary = net_name.as_deref().and_then(|n| self.net.find(n)).map(|p| p.id);
+        for (key, ep) in endpoints.as_object().into_iter().flatten() {
+            if key == "host" || key == "none" {
+                continue;
+            }
+            let def = self.net.find(if key == "default" { "bridge" } else { key });
+            let def = def.ok_or_else(|| ApiError::bad(format!("network {key} not found")))?;
+            if primary.as_deref() == Some(def.id.as_str()) {
+                aliases = spec::strings(&ep["Aliases"]);
+                continue;
+            }
+            if net_name.is_none() {
+                return Err(ApiError::bad(format!(
+                    "container cannot be connected to network {key}: its network mode is {}",
+                    host["NetworkMode"].as_str().unwrap_or("")
+                )));
+            }
+            extra_networks.insert(def.name, spec::strings(&ep["Aliases"]));
+        }
         crate::health::validate(&cfg).map_err(ApiError::bad)?;
         let image = cfg["Image"].as_str().unwrap_or("").to_string();
         if image.is_empty() {
@@ -537,7 +622,6 @@ impl Daemon {
         if shown["Labels"].is_null() {
             shown["Labels"] = json!({});
         }
-        let mut host = host;
         if host["LogConfig"]["Type"].as_str().unwrap_or("").is_empty() {
             host["LogConfig"] = json!({"Type": "json-file", "Config": host["LogConfig"]["Config"].clone()});
             if host["LogConfig"]["Config"].is_null() {
@@ -610,8 +694,11 @@ impl Daemon {
             restart_count: 0,
             mounts,
             health: None,
+            attached: Vec::new(),
             network: None,
             aliases,
+            extra_networks,
+            left_primary: false,
         };
         if let Err(e) = self.images.hold(&id, &rec.id) {
             undo(&made);
@@ -676,6 +763,83 @@ impl Daemon {
         }
     }
 
+    /// `network connect`: put container `id` on `network` (now, if it runs; at its next start
+    /// otherwise), answering to `aliases` there.
+    pub fn connect(&self, id: &str, network: &str, aliases: Vec<String>) -> ApiResult<()> {
+        let _guard = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+        let c = self.find(id)?;
+        let mode = c.host_config["NetworkMode"].as_str().unwrap_or("");
+        if !c.own_netns() {
+            return Err(ApiError::forbidden(match mode {
+                "host" => "container cannot be disconnected from host network or connected to host network".to_string(),
+                "none" => "container cannot be connected to multiple networks with one of the networks in private (none) mode".to_string(),
+                _ => "container sharing network namespace with another container or host cannot be connected to any other network".to_string(),
+            }));
+        }
+        if c.on_network(network) {
+            if c.running() {
+                return Err(ApiError::forbidden(format!(
+                    "endpoint with name {} already exists in network {network}",
+                    c.name
+                )));
+            }
+            // Not running: the aliases join those it has there (what compose relies on).
+            return self
+                .update(id, |c| {
+                    let own = network_of(&c.host_config).as_deref() == Some(network);
+                    let list =
+                        if own { &mut c.aliases } else { c.extra_networks.entry(network.to_string()).or_default() };
+                    for a in aliases {
+                        if !list.contains(&a) {
+                            list.push(a);
+                        }
+                    }
+                })
+                .map(|_| ());
+        }
+        let attached = if c.running() { Some(self.net.connect(id, network)?) } else { None };
+        let r = self.update(id, |c| {
+            if network_of(&c.host_config).as_deref() == Some(network) {
+                c.left_primary = false;
+                c.aliases = aliases;
+            } else {
+                c.extra_networks.insert(network.to_string(), aliases);
+            }
+            if let Some(a) = attached.clone() {
+                c.attached.push(a);
+            }
+        });
+        if r.is_err() && attached.is_some() {
+            let _ = self.net.disconnect(id, network);
+        }
+        r.map(|_| ())
+    }
+
+    /// `network disconnect`: take container `id` off `network` (now, if it runs).
+    pub fn disconnect(&self, id: &str, network: &str) -> ApiResult<()> {
+        let _guard = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+        let c = self.find(id)?;
+        if c.host_config["NetworkMode"] == "host" {
+            return Err(ApiError::forbidden(
+                "container cannot be disconnected from host network or connected to host network",
+            ));
+        }
+        if !c.on_network(network) {
+            return Err(ApiError::forbidden(format!("container {} is not connected to network {network}", c.id)));
+        }
+        if c.attached.iter().any(|a| a.network == network) {
+            self.net.disconnect(id, network)?;
+        }
+        self.update(id, |c| {
+            c.attached.retain(|a| a.network != network);
+            if c.extra_networks.remove(network).is_none() {
+                c.left_primary = true;
+                c.aliases.clear();
+            }
+        })
+        .map(|_| ())
+    }
+
     fn start_locked(self: &Arc<Self>, c: &Container) -> ApiResult<()> {
         let id = &c.id;
         let internal = |what: &str, e: &dyn std::fmt::Display| ApiError::internal(format!("{what}: {e}"));
@@ -694,18 +858,37 @@ impl Daemon {
         trace(id, "start: mounted", t0);
         let etc = dir.join("etc");
         std::fs::create_dir_all(&etc).map_err(|e| internal("creating etc", &e))?;
-        let hostname = c.config["Hostname"].as_str().unwrap_or(&id[..12]).to_string();
+        let mut hostname = c.config["Hostname"].as_str().unwrap_or(&id[..12]).to_string();
         let mode = c.host_config["NetworkMode"].as_str().unwrap_or("default");
-        let host_net = mode == "host";
-        // On the bridge: namespace, veth, address, ports — recorded before the process starts,
-        // so that a daemon restarting after a crash knows what this container owns.
-        let attached = if let Some(net) = network_of(&c.host_config) {
-            let a = self.net.setup(id, &net, &c.host_config, &c.config["ExposedPorts"])?;
-            self.update(id, |c| c.network = Some(a.clone()))?;
-            Some(a)
+        let mut host_net = mode == "host";
+        // `--network container:<id>`: that container's namespace, and its hostname, hosts and
+        // resolv.conf.
+        let mut joined: Option<(PathBuf, PathBuf)> = None;
+        if let Some(other) = mode.strip_prefix("container:") {
+            let o = self.find(other)?;
+            if !o.running() {
+                return Err(ApiError::conflict(format!("cannot join network of a non running container: {}", o.id)));
+            }
+            let ns = if o.own_netns() {
+                self.net.netns_path(&o.id)
+            } else {
+                PathBuf::from(format!("/proc/{}/ns/net", o.state.pid))
+            };
+            host_net = o.host_config["NetworkMode"] == "host";
+            joined = Some((ns, self.dir(&o.id).join("etc")));
+            // As dockerd: the hostname is the other container's too.
+            hostname = o.config["Hostname"].as_str().filter(|h| !h.is_empty()).unwrap_or(&o.id[..12]).to_string();
+        }
+        // On the bridge: namespace, veths, addresses, ports — recorded before the process
+        // starts, so that a daemon restarting after a crash knows what this container owns.
+        let attached = if c.own_netns() {
+            let a = self.net.setup(id, &c.networks(), &c.host_config, &c.config["ExposedPorts"])?;
+            self.update(id, |c| c.attached = a.clone())?;
+            a
         } else {
-            None
+            Vec::new()
         };
+        let first = attached.first();
         trace(id, "start: network", t0);
         let hn = if host_net {
             std::fs::read_to_string("/etc/hostname").unwrap_or_default()
@@ -715,12 +898,12 @@ impl Daemon {
         let mut hosts = if host_net {
             std::fs::read_to_string("/etc/hosts").unwrap_or_default()
         } else {
-            let me = attached.as_ref().map(|a| a.ip.as_str()).unwrap_or("127.0.1.1");
+            let me = first.map(|a| a.ip.as_str()).unwrap_or("127.0.1.1");
             format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{me}\t{hostname}\n")
         };
         for h in spec::strings(&c.host_config["ExtraHosts"]) {
             if let Some((name, ip)) = h.split_once(':') {
-                let ip = match (ip, &attached) {
+                let ip = match (ip, first) {
                     ("host-gateway", Some(a)) => a.gateway.clone(),
                     ("host-gateway", None) => self.net.cfg.gateway.to_string(),
                     _ => ip.to_string(),
@@ -728,9 +911,15 @@ impl Daemon {
                 hosts.push_str(&format!("{ip}\t{name}\n"));
             }
         }
-        let embedded = attached.as_ref().and_then(|a| self.net.nameserver(&a.network));
+        let embedded = attached.iter().find_map(|a| self.net.nameserver(&a.network));
         let resolv = spec::resolv_conf(&c.host_config, host_net, embedded.as_deref());
-        for (f, data) in [("hostname", hn), ("hosts", hosts), ("resolv.conf", resolv)] {
+        let mut files = [("hostname", hn), ("hosts", hosts), ("resolv.conf", resolv)];
+        if let Some((_, other_etc)) = &joined {
+            for (f, data) in files.iter_mut() {
+                *data = std::fs::read_to_string(other_etc.join(*f)).unwrap_or_default();
+            }
+        }
+        for (f, data) in files {
             std::fs::write(etc.join(f), data).map_err(|e| internal("writing /etc files", &e))?;
         }
         // A new, empty volume gets the image's content at its mount point (Docker's copy-up).
@@ -747,6 +936,10 @@ impl Daemon {
         // The record shows the merged command; the spec wants the request's split.
         cfg["Entrypoint"] = json!([c.path]);
         cfg["Cmd"] = json!(c.args);
+        if joined.is_some() {
+            cfg["Hostname"] = json!(hostname);
+        }
+        let own_ns = self.net.netns_path(id);
         let s = spec::build(&spec::SpecInput {
             id,
             cfg: &cfg,
@@ -755,7 +948,13 @@ impl Daemon {
             rootfs: &rootfs,
             files_dir: &etc,
             mounts: &c.mounts,
-            netns: attached.as_ref().map(|_| self.net.netns_path(id)).as_deref(),
+            netns: match &joined {
+                Some((ns, _)) if !host_net => Some(ns.as_path()),
+                Some(_) => None,
+                None if c.own_netns() => Some(own_ns.as_path()),
+                None => None,
+            },
+            host_net,
         })?;
         std::fs::write(exec_dir.join("config.json"), serde_json::to_vec_pretty(&s).unwrap_or_default())
             .map_err(|e| internal("writing the bundle", &e))?;
@@ -986,7 +1185,7 @@ impl Daemon {
             c.state.finished_at = berth_runtime::state::now_rfc3339();
             c.state.exits += 1;
             c.state.oom_killed = oom;
-            c.network = None;
+            c.attached.clear();
         }) else {
             return;
         };

@@ -80,7 +80,7 @@ pub struct PortMap {
     pub container_port: u16,
 }
 
-/// A running container's place on the network, as recorded in its record.
+/// A running container's place on one network (an endpoint), as recorded in its record.
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
 pub struct Attached {
     pub network: String,
@@ -88,8 +88,40 @@ pub struct Attached {
     pub prefix: u8,
     pub gateway: String,
     pub mac: String,
+    /// Published ports (only on the container's first endpoint).
     #[serde(default)]
     pub ports: Vec<PortMap>,
+    /// The interface inside the container (`eth0`, `eth1`, ...; empty in older records: eth0).
+    #[serde(default)]
+    pub ifname: String,
+    /// Whether the container's default route goes through this endpoint's gateway.
+    #[serde(default = "yes")]
+    pub default_route: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Attached {
+    fn index(&self) -> u32 {
+        self.ifname.strip_prefix("eth").and_then(|n| n.parse().ok()).unwrap_or(0)
+    }
+
+    /// The host end of its veth pair.
+    pub fn host_if(&self, id: &str) -> String {
+        host_ifname(id, self.index())
+    }
+}
+
+/// The host end of container `id`'s veth for its interface `eth<n>`: `veth` + 11 hex of the
+/// id for eth0 (as before), `veth` + 8 hex + `x<n>` for the others (at most 15 bytes).
+pub fn host_ifname(id: &str, n: u32) -> String {
+    if n == 0 {
+        bridge::host_ifname(id)
+    } else {
+        format!("veth{}x{n}", &id[..8.min(id.len())])
+    }
 }
 
 /// A network: the built-in `bridge`, or one made by `network create`.
@@ -131,14 +163,17 @@ pub struct Networking {
     ports: Mutex<BTreeMap<String, (Ipv4Addr, Vec<PortMap>)>>,
     /// Serialises bridge creation, network changes and table writes.
     lock: Mutex<()>,
+    /// The endpoints of running containers: container id → its endpoints.
+    eps: Mutex<BTreeMap<String, Vec<Attached>>>,
     /// Names on a network → addresses (set by the daemon: it knows the containers).
     resolver: Mutex<Option<Resolver>>,
     /// The embedded DNS servers of user-defined networks, by network name.
     dns: Mutex<BTreeMap<String, berth_net::dns::Server>>,
 }
 
-/// (network, name) → the addresses of the running containers of that name on that network.
-pub type Resolver = Arc<dyn Fn(&str, &str) -> Vec<Ipv4Addr> + Send + Sync>;
+/// (network, asking address, name) → the addresses of the running containers of that name on
+/// that network (or on another network the asking container is on).
+pub type Resolver = Arc<dyn Fn(&str, Ipv4Addr, &str) -> Vec<Ipv4Addr> + Send + Sync>;
 
 fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("{what}: {e}"))
@@ -192,6 +227,7 @@ impl Networking {
             dir,
             nets: Mutex::new(nets),
             ports: Mutex::new(BTreeMap::new()),
+            eps: Mutex::new(BTreeMap::new()),
             lock: Mutex::new(()),
             resolver: Mutex::new(None),
             dns: Mutex::new(BTreeMap::new()),
@@ -220,7 +256,7 @@ impl Networking {
         }
         let Some(resolver) = self.resolver.lock().unwrap_or_else(|e| e.into_inner()).clone() else { return Ok(()) };
         let net = n.def.name.clone();
-        let lookup: berth_net::dns::Lookup = Arc::new(move |name: &str| resolver(&net, name));
+        let lookup: berth_net::dns::Lookup = Arc::new(move |client, name: &str| resolver(&net, client, name));
         let ups = berth_net::dns::upstreams(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
         let srv = berth_net::dns::serve(std::net::SocketAddr::new(n.gateway.into(), 53), lookup, ups)
             .map_err(|e| internal("starting the network's DNS server", e))?;
@@ -262,10 +298,9 @@ impl Networking {
     }
 
     fn net(&self, name: &str) -> ApiResult<Arc<Net>> {
-        self.nets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
+        let nets = self.nets.lock().unwrap_or_else(|e| e.into_inner());
+        nets.get(name)
+            .or_else(|| nets.values().find(|n| n.def.id == name))
             .cloned()
             .ok_or_else(|| ApiError::not_found(format!("network {name} not found")))
     }
@@ -393,52 +428,114 @@ impl Networking {
         firewall::apply(&self.cfg.table(), &nets, &published).map_err(|e| internal("setting up NAT", e))
     }
 
-    /// Wire container `id` to the bridge: namespace, address, veth, published ports.
-    pub fn setup(&self, id: &str, network: &str, host: &Value, exposed: &Value) -> ApiResult<Attached> {
+    /// Give container `id` its network namespace and wire it to `networks` (its first one
+    /// gets `eth0`, the default route and the published ports). With no networks the
+    /// namespace has only `lo`. Undone whole on failure.
+    pub fn setup(&self, id: &str, networks: &[String], host: &Value, exposed: &Value) -> ApiResult<Vec<Attached>> {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let wanted = requested_ports(host, exposed)?;
-        let net = self.net(network)?;
-        let r = self.setup_locked(id, &net, wanted);
+        let r = (|| {
+            let nets = networks.iter().map(|n| self.net(n)).collect::<ApiResult<Vec<_>>>()?;
+            let path = self.netns_path(id);
+            let _ = netns::remove(&path);
+            netns::create(&path).map_err(|e| internal("creating the network namespace", e))?;
+            if nets.is_empty() {
+                netns::run_in(&path, || Netlink::open()?.set_up("lo"))
+                    .map_err(|e| internal("setting up the network namespace", e))?;
+            }
+            let mut wanted = Some(wanted);
+            for net in nets {
+                let ports = if wanted.as_ref().is_some_and(|w| !w.is_empty()) { wanted.take() } else { None };
+                self.connect_locked(id, &net, ports.unwrap_or_default())?;
+            }
+            Ok(self.endpoints(id))
+        })();
         if r.is_err() {
             self.teardown_locked(id);
         }
         r
     }
 
-    fn setup_locked(&self, id: &str, net: &Net, wanted: Vec<PortMap>) -> ApiResult<Attached> {
+    /// Connect running container `id` (its namespace made by `setup`) to one more network.
+    pub fn connect(&self, id: &str, network: &str) -> ApiResult<Attached> {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let net = self.net(network)?;
+        if self.endpoints(id).iter().any(|a| a.network == net.def.name) {
+            return Err(ApiError::forbidden(format!("endpoint with name {id} already exists in network {network}")));
+        }
+        self.connect_locked(id, &net, Vec::new())
+    }
+
+    /// The endpoints of container `id` in effect.
+    pub fn endpoints(&self, id: &str) -> Vec<Attached> {
+        self.eps.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned().unwrap_or_default()
+    }
+
+    fn connect_locked(&self, id: &str, net: &Net, wanted: Vec<PortMap>) -> ApiResult<Attached> {
         let mut nl = self.netlink()?;
         bridge::ensure_bridge(&mut nl, &net.def.bridge, net.gateway, net.subnet)
             .map_err(|e| internal("setting up the bridge", e))?;
         bridge::enable_forwarding().map_err(|e| internal("setting up the bridge", e))?;
+        let have = self.endpoints(id);
+        let n = (0..).find(|n| !have.iter().any(|a| a.index() == *n)).unwrap_or(0);
+        let default_route = !net.def.internal && !have.iter().any(|a| a.default_route);
         let ports = self.allocate_ports(id, wanted)?;
         let ip = net.pool.allocate(id, None).map_err(|e| internal("allocating an address", e))?;
-        let path = self.netns_path(id);
-        let _ = netns::remove(&path);
-        netns::create(&path).map_err(|e| internal("creating the network namespace", e))?;
-        let host_if = bridge::host_ifname(id);
-        let ep = Endpoint {
-            bridge: &net.def.bridge,
-            host_if: &host_if,
-            ifname: "eth0",
-            address: ip,
-            subnet: net.subnet,
-            gateway: if net.def.internal { None } else { Some(net.gateway) },
-            mtu: None,
-        };
-        bridge::attach(&mut nl, &path, &ep).map_err(|e| internal("connecting the container to the bridge", e))?;
-        if !ports.is_empty() {
-            self.ports.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), (ip, ports.clone()));
-            self.write_rules()?;
-        }
         let mac = mac_for(ip).iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
-        Ok(Attached {
+        let a = Attached {
             network: net.def.name.clone(),
             ip: ip.to_string(),
             prefix: net.subnet.prefix,
             gateway: net.gateway.to_string(),
             mac,
             ports,
-        })
+            ifname: format!("eth{n}"),
+            default_route,
+        };
+        let host_if = a.host_if(id);
+        let ep = Endpoint {
+            bridge: &net.def.bridge,
+            host_if: &host_if,
+            ifname: &a.ifname,
+            address: ip,
+            subnet: net.subnet,
+            gateway: if default_route { Some(net.gateway) } else { None },
+            mtu: None,
+        };
+        if let Err(e) = bridge::attach(&mut nl, &self.netns_path(id), &ep) {
+            let _ = net.pool.release(id);
+            return Err(internal("connecting the container to the bridge", e));
+        }
+        self.eps.lock().unwrap_or_else(|e| e.into_inner()).entry(id.to_string()).or_default().push(a.clone());
+        if !a.ports.is_empty() {
+            self.ports.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), (ip, a.ports.clone()));
+            self.write_rules()?;
+        }
+        Ok(a)
+    }
+
+    /// Disconnect running container `id` from `network` (its veth, address and, on its
+    /// first network, its published ports go).
+    pub fn disconnect(&self, id: &str, network: &str) -> ApiResult<()> {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let a = {
+            let mut eps = self.eps.lock().unwrap_or_else(|e| e.into_inner());
+            let list = eps.entry(id.to_string()).or_default();
+            let Some(i) = list.iter().position(|a| a.network == network) else {
+                return Err(ApiError::forbidden(format!("container {id} is not connected to network {network}")));
+            };
+            list.remove(i)
+        };
+        let mut nl = self.netlink()?;
+        bridge::detach(&mut nl, &a.host_if(id)).map_err(|e| internal("removing the veth", e))?;
+        if let Ok(net) = self.net(network) {
+            let _ = net.pool.release(id);
+        }
+        if !a.ports.is_empty() {
+            self.ports.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+            self.write_rules()?;
+        }
+        Ok(())
     }
 
     /// Host ports for the requests: conflicts with other containers' ports or with sockets
@@ -484,8 +581,12 @@ impl Networking {
     }
 
     fn teardown_locked(&self, id: &str) {
+        let eps = self.eps.lock().unwrap_or_else(|e| e.into_inner()).remove(id).unwrap_or_default();
         if let Ok(mut nl) = Netlink::open() {
             let _ = bridge::detach(&mut nl, &bridge::host_ifname(id));
+            for a in eps.iter().filter(|a| a.index() != 0) {
+                let _ = bridge::detach(&mut nl, &a.host_if(id));
+            }
         }
         let _ = netns::remove(&self.netns_path(id));
         for n in self.nets() {
@@ -501,11 +602,13 @@ impl Networking {
 
     /// After a (re)start of the daemon: keep only what the running containers (`running`: id →
     /// their recorded attachment) own, and write the nftables table afresh.
-    pub fn recover(&self, running: &BTreeMap<String, Attached>) {
+    pub fn recover(&self, running: &BTreeMap<String, Vec<Attached>>) {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         for n in self.nets() {
-            let _ = n.pool.retain(|owner| running.get(owner).is_some_and(|a| a.network == n.def.name));
+            let _ =
+                n.pool.retain(|owner| running.get(owner).is_some_and(|l| l.iter().any(|a| a.network == n.def.name)));
         }
+        *self.eps.lock().unwrap_or_else(|e| e.into_inner()) = running.clone();
         let short = |id: &str| id[..16.min(id.len())].to_string();
         let keep: Vec<String> = running.keys().map(|id| short(id)).collect();
         for e in std::fs::read_dir(self.exec_root.join("netns")).into_iter().flatten().flatten() {
@@ -514,7 +617,8 @@ impl Networking {
             }
         }
         if let Ok(mut nl) = Netlink::open() {
-            let veths: Vec<String> = running.keys().map(|id| bridge::host_ifname(id)).collect();
+            let veths: Vec<String> =
+                running.iter().flat_map(|(id, l)| l.iter().map(|a| a.host_if(id)).collect::<Vec<_>>()).collect();
             for n in self.nets() {
                 if let Ok(Some(br)) = nl.link(&n.def.bridge) {
                     for l in nl.links().unwrap_or_default() {
@@ -527,7 +631,7 @@ impl Networking {
         }
         let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
         ports.clear();
-        for (id, a) in running {
+        for (id, a) in running.iter().flat_map(|(id, l)| l.iter().map(move |a| (id, a))) {
             if let (Ok(ip), false) = (a.ip.parse::<Ipv4Addr>(), a.ports.is_empty()) {
                 ports.insert(id.clone(), (ip, a.ports.clone()));
             }

@@ -86,10 +86,24 @@ pub fn check_supported(_cfg: &Value, host: &Value) -> Result<(), ApiError> {
         }
     }
     let mode = host["NetworkMode"].as_str().unwrap_or("");
-    if mode.starts_with("container:") {
-        return Err(ApiError::bad("--network container:<name> is not supported yet"));
-    }
     let publishes = nonzero(&host["PortBindings"]) || host["PublishAllPorts"].as_bool().unwrap_or(false);
+    if mode.starts_with("container:") {
+        // As dockerd: what the other container's namespace decides cannot be set here.
+        let conflicts = [
+            (publishes, "conflicting options: port publishing and the container type network mode"),
+            (nonzero(&_cfg["Hostname"]), "conflicting options: hostname and the network mode"),
+            (nonzero(&_cfg["MacAddress"]), "conflicting options: mac-address and the network mode"),
+            (
+                nonzero(&host["Dns"]) || nonzero(&host["DnsSearch"]) || nonzero(&host["DnsOptions"]),
+                "conflicting options: dns and the network mode",
+            ),
+            (nonzero(&host["ExtraHosts"]), "conflicting options: custom host-to-IP mapping and the network mode"),
+            (nonzero(&_cfg["ExposedPorts"]), "conflicting options: port exposing and the container type network mode"),
+        ];
+        if let Some((_, why)) = conflicts.iter().find(|(c, _)| *c) {
+            return Err(ApiError::bad(*why));
+        }
+    }
     if publishes && mode == "none" {
         return Err(ApiError::bad("conflicting options: port publishing and the container type network mode"));
     }
@@ -214,6 +228,8 @@ pub struct SpecInput<'a> {
     pub mounts: &'a [MountPoint],
     /// The pinned network namespace to join (bridge networking), if any.
     pub netns: Option<&'a Path>,
+    /// The host's network namespace (`--network host`, or a container that has it).
+    pub host_net: bool,
 }
 
 pub fn build(i: &SpecInput<'_>) -> Result<Value, ApiError> {
@@ -287,7 +303,10 @@ pub fn build(i: &SpecInput<'_>) -> Result<Value, ApiError> {
             p["capabilities"][set] = json!(caps);
         }
     }
-    // Ulimits, within what this process may grant (the runtime refuses more, clearly).
+    // Ulimits, within what this process may grant (the runtime refuses more, clearly). None
+    // by default: as with dockerd, the container inherits the daemon's limits (the OCI
+    // default of 1024 open files would cramp servers such as mariadbd).
+    p["rlimits"] = json!([]);
     for u in host["Ulimits"].as_array().cloned().unwrap_or_default() {
         let name = u["Name"].as_str().unwrap_or("");
         if !ULIMITS.contains(&name) {
@@ -303,7 +322,7 @@ pub fn build(i: &SpecInput<'_>) -> Result<Value, ApiError> {
             )));
         }
         let ty = format!("RLIMIT_{}", name.to_ascii_uppercase());
-        let list = p["rlimits"].as_array_mut().expect("default spec has rlimits");
+        let list = p["rlimits"].as_array_mut().expect("rlimits is an array");
         list.retain(|r| r["type"] != ty.as_str());
         list.push(json!({"type": ty, "soft": soft, "hard": hard}));
     }
@@ -325,7 +344,6 @@ pub fn build(i: &SpecInput<'_>) -> Result<Value, ApiError> {
         spec["linux"]["seccomp"] = serde_json::to_value(berth_seccomp::default_profile(&caps)).unwrap_or(Value::Null);
     }
     // Namespaces.
-    let net = host["NetworkMode"].as_str().unwrap_or("");
     let mut ns: Vec<Value> = vec![
         json!({"type": "pid"}),
         json!({"type": "ipc"}),
@@ -335,7 +353,7 @@ pub fn build(i: &SpecInput<'_>) -> Result<Value, ApiError> {
     ];
     match i.netns {
         Some(p) => ns.push(json!({"type": "network", "path": p})),
-        None if net != "host" => ns.push(json!({"type": "network"})),
+        None if !i.host_net => ns.push(json!({"type": "network"})),
         None => {}
     }
     if host["PidMode"] == "host" {
@@ -930,6 +948,18 @@ mod tests {
         assert!(check_supported(&json!({}), &json!({"ExtraHosts": ["db:10.0.0.2", "gw:host-gateway"]})).is_ok());
         assert!(check_supported(&json!({}), &json!({"Dns": ["not-an-ip"]})).is_err());
         assert!(check_supported(&json!({}), &json!({"PortBindings": {}, "NetworkMode": "default"})).is_ok());
-        assert!(check_supported(&json!({}), &json!({"NetworkMode": "container:x"})).is_err());
+        assert!(check_supported(&json!({}), &json!({"NetworkMode": "container:x"})).is_ok());
+        for (cfg, host, says) in [
+            (json!({"Hostname": "h"}), json!({}), "hostname"),
+            (json!({}), json!({"Dns": ["10.0.0.1"]}), "dns"),
+            (json!({}), json!({"ExtraHosts": ["a:10.0.0.1"]}), "host-to-IP"),
+            (json!({"ExposedPorts": {"80/tcp": {}}}), json!({}), "port exposing"),
+            (json!({}), json!({"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}), "port publishing"),
+        ] {
+            let mut host = host;
+            host["NetworkMode"] = json!("container:x");
+            let e = check_supported(&cfg, &host).unwrap_err();
+            assert!(e.message.contains(says), "{}", e.message);
+        }
     }
 }

@@ -149,13 +149,17 @@ pub fn document(id: &str, name: &str, now: &Sample, pre: Option<&Sample>) -> Val
     })
 }
 
-/// The container's `eth0` counters, read from the host end of its veth pair (what the host
-/// end receives the container sent, and the other way round).
-pub fn veth_counters(host_if: &str) -> Value {
-    let dir = Path::new("/sys/class/net").join(host_if).join("statistics");
-    let n = |f: &str| num(&dir.join(f)).unwrap_or(0);
-    json!({"eth0": {
-        "rx_bytes": n("tx_bytes"), "rx_packets": n("tx_packets"), "rx_errors": n("tx_errors"), "rx_dropped": n("tx_dropped"),
-        "tx_bytes": n("rx_bytes"), "tx_packets": n("rx_packets"), "tx_errors": n("rx_errors"), "tx_dropped": n("rx_dropped"),
-    }})
+/// The container's interface counters (`(ifname, host end)` pairs), read from the host end of
+/// each veth pair (what the host end receives the container sent, and the other way round).
+pub fn veth_counters(ifaces: &[(String, String)]) -> Value {
+    let mut out = serde_json::Map::new();
+    for (ifname, host_if) in ifaces {
+        let dir = Path::new("/sys/class/net").join(host_if).join("statistics");
+        let n = |f: &str| num(&dir.join(f)).unwrap_or(0);
+        out.insert(ifname.clone(), json!({
+            "rx_bytes": n("tx_bytes"), "rx_packets": n("tx_packets"), "rx_errors": n("tx_errors"), "rx_dropped": n("tx_dropped"),
+            "tx_bytes": n("rx_bytes"), "tx_packets": n("rx_packets"), "tx_errors": n("rx_errors"), "tx_dropped": n("rx_dropped"),
+        }));
+    }
+    Value::Object(out)
 }

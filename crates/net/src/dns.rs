@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Looks a name (lower case, no trailing dot) up: its addresses on this network.
-pub type Lookup = Arc<dyn Fn(&str) -> Vec<Ipv4Addr> + Send + Sync>;
+/// Looks a name (lower case, no trailing dot) up for the client at the given address: its
+/// addresses on this network (or on another network that client is on).
+pub type Lookup = Arc<dyn Fn(Ipv4Addr, &str) -> Vec<Ipv4Addr> + Send + Sync>;
 
 /// A running server; dropping it (or [`Server::stop`]) ends it within half a second.
 pub struct Server {
@@ -128,7 +129,11 @@ pub fn serve(addr: SocketAddr, lookup: Lookup, upstreams: Vec<SocketAddr>) -> io
             let Ok((n, from)) = sock.recv_from(&mut buf) else { continue };
             let q = buf[..n].to_vec();
             let Some((name, qtype, qend)) = question(&q) else { continue };
-            let ips = if matches!(qtype, 1 | 28 | 255) { lookup(&name) } else { Vec::new() };
+            let client = match from.ip() {
+                std::net::IpAddr::V4(ip) => ip,
+                std::net::IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+            };
+            let ips = if matches!(qtype, 1 | 28 | 255) { lookup(client, &name) } else { Vec::new() };
             if !ips.is_empty() {
                 let a = if qtype == 28 { answer(&q, qend, &[]) } else { answer(&q, qend, &ips) };
                 let _ = sock.send_to(&a, from);
@@ -182,7 +187,7 @@ mod tests {
                 let _ = up.send_to(&answer(&buf[..n], end, &[Ipv4Addr::new(9, 9, 9, 9)]), from);
             }
         });
-        let lookup: Lookup = Arc::new(|n: &str| match n {
+        let lookup: Lookup = Arc::new(|_, n: &str| match n {
             "web" | "web.alias" => vec![Ipv4Addr::new(10, 1, 0, 2)],
             _ => vec![],
         });
