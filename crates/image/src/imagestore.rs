@@ -47,6 +47,14 @@ const HOLDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("holders");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const SCHEMA_VERSION: &str = "1";
 
+/// What [`ImageStore::add_layer`] made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewLayer {
+    pub desc: LayerDesc,
+    pub diff_id: Digest,
+    pub chain: Digest,
+}
+
 /// A layer as the manifest describes it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LayerDesc {
@@ -769,9 +777,90 @@ impl ImageStore {
         rec.chain_ids.iter().map(|c| self.snapshot_fs(c)).collect()
     }
 
+    /// A new layer on top of snapshot `parent` (None: the bottom layer) from `upper`, a tree in
+    /// overlay format (a container's upper directory, or what COPY wrote): its tar stream
+    /// ([`crate::diff::write_layer`], mtimes clamped to `clamp_mtime`) goes gzip-compressed
+    /// into the blob store, and the layer's snapshot is made: with `take`, `upper` itself is
+    /// moved there when it is on the store's filesystem; else it is unpacked from the blob (and
+    /// `upper` is left alone). Equal trees give equal digests.
+    pub fn add_layer(
+        &self,
+        upper: &Path,
+        parent: Option<&Digest>,
+        clamp_mtime: Option<u64>,
+        take: bool,
+    ) -> Result<NewLayer> {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let mut w = self.content.writer(&format!("layer-{}-{seq}", std::process::id()))?;
+        w.reset()?;
+        let written = (|| {
+            // No name, no mtime in the gzip header: the same tar gives the same blob.
+            let mut gz = flate2::GzBuilder::new().write(&mut w, flate2::Compression::fast());
+            let stats = crate::diff::write_layer(upper, &mut gz, clamp_mtime)?;
+            gz.finish().ctx("compressing the layer")?;
+            Ok::<_, Error>(stats)
+        })();
+        let stats = match written {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = w.abort();
+                return Err(e);
+            }
+        };
+        let size = w.offset();
+        let digest = w.commit(Some(size), None)?;
+        let desc = LayerDesc { digest, size, media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into() };
+        let chain = match parent {
+            None => stats.diff_id.clone(),
+            Some(p) => Digest::of(format!("{p} {}", stats.diff_id).as_bytes()),
+        };
+        if !self.has_snapshot(&chain) {
+            let tmp = self.new_tmp()?;
+            let moved = take && fs::remove_dir(tmp.join("fs")).is_ok() && fs::rename(upper, tmp.join("fs")).is_ok();
+            if moved {
+                let size = dir_size(&tmp.join("fs"));
+                self.finish_snapshot(tmp, &stats.diff_id, size, &desc, &stats.diff_id, &chain, parent)?;
+            } else {
+                drop(tmp);
+                let f = self.content.open(&desc.digest)?;
+                self.unpack_into_snapshot(f, &desc, &stats.diff_id, &chain, parent)?;
+            }
+        }
+        Ok(NewLayer { desc, diff_id: stats.diff_id, chain })
+    }
+
+    /// Record an image made here (build, commit) from its config (whose `rootfs.diff_ids` name
+    /// `layers`' snapshots, all present) under `names`: an OCI manifest is written for it.
+    pub fn register_built(&self, names: &[Reference], config: &[u8], layers: &[LayerDesc]) -> Result<ImageRecord> {
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": config.len(), "digest": Digest::of(config).to_string()},
+            "layers": layers.iter().map(|l| serde_json::json!({"mediaType": l.media_type, "size": l.size, "digest": l.digest.to_string()})).collect::<Vec<_>>(),
+        }))
+        .unwrap_or_default();
+        self.register(
+            names,
+            None,
+            &manifest,
+            "application/vnd.oci.image.manifest.v1+json",
+            config,
+            "application/vnd.oci.image.config.v1+json",
+            layers,
+            None,
+        )
+    }
+
     /// Mount the image's layers at `target` with overlayfs, writable through `rw`
     /// (`rw/upper`, `rw/work` are created). Undo with [`unmount`].
     pub fn mount(&self, rec: &ImageRecord, rw: &Path, target: &Path) -> Result<()> {
+        self.mount_chain(&rec.chain_ids, rw, target)
+    }
+
+    /// [`ImageStore::mount`] for a stack of snapshots by chain id, bottom first (none: an
+    /// empty root, as `FROM scratch`).
+    pub fn mount_chain(&self, chain_ids: &[Digest], rw: &Path, target: &Path) -> Result<()> {
         let upper = rw.join("upper");
         let work = rw.join("work");
         for d in [&upper, &work, &target.to_path_buf()] {
@@ -782,8 +871,13 @@ impl ImageStore {
         // well over a hundred layers fits overlayfs's one-page option string.
         let snaps = self.root.join("snapshots");
         let mut lower = Vec::new();
-        for chain in rec.chain_ids.iter().rev() {
+        for chain in chain_ids.iter().rev() {
             lower.push(self.short_link(chain)?);
+        }
+        if lower.is_empty() {
+            let empty = snaps.join("l/empty");
+            fs::create_dir_all(&empty).ctx(format_args!("creating {}", empty.display()))?;
+            lower.push("l/empty".to_string());
         }
         let (u, w) = (upper.display().to_string(), work.display().to_string());
         if [&u, &w].iter().any(|p| p.contains(':') || p.contains(',')) {
