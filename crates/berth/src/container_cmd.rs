@@ -153,11 +153,42 @@ enum Cmd {
         src: String,
         dst: String,
     },
+    /// Create a new image from a container's changes
+    #[command(long_about = COMMIT_LONG)]
+    Commit(CommitArgs),
     /// Display system-wide information from the daemon
     Info {
         #[arg(short, long)]
         format: Option<String>,
     },
+}
+
+const COMMIT_LONG: &str = "Create a new image from a container's changes; prints its ID.\n\n\
+    The image is the container's image with one more layer (what the container changed in its \
+    root filesystem; volumes and other mounts are not included) and the container's config. \
+    --change applies a Dockerfile instruction to that config: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, \
+    ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR (e.g. -c 'CMD [\"sh\"]'). A running container is \
+    paused while its changes are read unless --pause=false.";
+
+#[derive(Args, Debug)]
+struct CommitArgs {
+    /// Author (e.g. "John Hannibal Smith <hannibal@a-team.com>")
+    #[arg(short, long)]
+    author: Option<String>,
+    /// Apply Dockerfile instruction to the created image (repeatable)
+    #[arg(short, long = "change")]
+    changes: Vec<String>,
+    /// Commit message
+    #[arg(short, long)]
+    message: Option<String>,
+    /// Pause container during commit (--pause=false to not)
+    #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true")]
+    pause: bool,
+    /// The container (name or ID)
+    container: String,
+    /// REPOSITORY[:TAG] to give the image
+    reference: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -564,6 +595,7 @@ fn dispatch(c: &Client, cmd: Cmd) -> R<i32> {
             Ok(0)
         }
         Cmd::Ps(a) => ps(c, a),
+        Cmd::Commit(a) => commit(c, a),
         Cmd::Attach { no_stdin, container } => attach(c, no_stdin, &container),
         Cmd::Logs(a) => logs(c, a),
         Cmd::Exec(a) => exec(c, a),
@@ -1767,6 +1799,38 @@ fn attach(c: &Client, no_stdin: bool, name: &str) -> R<i32> {
     waiter.join().map_err(|_| Fail(1, "wait failed".into()))?.map_err(|e| Fail(1, e))
 }
 
+/// `commit`: `POST /commit?container=&repo=&tag=&comment=&author=&pause=&changes=...`, as the
+/// docker CLI sends it; prints the new image's ID.
+fn commit(c: &Client, a: CommitArgs) -> R<i32> {
+    let mut q = vec![format!("container={}", enc(&a.container))];
+    if let Some(r) = &a.reference {
+        let parsed = berth_image::Reference::parse(r).map_err(|e| Fail(1, e.to_string()))?;
+        if parsed.digest().is_some() {
+            return Err(Fail(1, format!("refusing to create a tag with a digest reference: {r}")));
+        }
+        q.push(format!("repo={}", enc(&parsed.familiar_name())));
+        q.push(format!("tag={}", enc(parsed.tag().unwrap_or("latest"))));
+    }
+    if let Some(m) = &a.message {
+        q.push(format!("comment={}", enc(m)));
+    }
+    if let Some(au) = &a.author {
+        q.push(format!("author={}", enc(au)));
+    }
+    if !a.pause {
+        q.push("pause=0".into());
+    }
+    for ch in &a.changes {
+        q.push(format!("changes={}", enc(ch)));
+    }
+    let v = c.call("POST", &format!("/commit?{}", q.join("&")), None)?.json()?;
+    let id = v["Id"].as_str().unwrap_or("");
+    if id.is_empty() {
+        return Err(Fail(1, "the daemon did not say which image it made".into()));
+    }
+    println!("{id}");
+    Ok(0)
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,6 +44,7 @@ Containers:
   rename     Rename a container
   port       List port mappings of a container
   cp         Copy files between a container and the local filesystem
+  commit     Create a new image from a container's changes
   stats      Display a live view of containers' resource usage
   events     Get real-time events from the daemon
   volume     Manage volumes (create, ls, inspect, rm, prune)
@@ -124,7 +125,7 @@ fn main() {
             Some(
                 "run" | "create" | "start" | "stop" | "restart" | "kill" | "rm" | "ps" | "logs" | "exec" | "attach"
                 | "inspect" | "wait" | "top" | "pause" | "unpause" | "rename" | "port" | "volume" | "network" | "info"
-                | "stats" | "events" | "cp",
+                | "stats" | "events" | "cp" | "commit",
             ) => {
                 // Global options before the verb: -H passes on, --data-root is the daemon's business.
                 container_cmd::main(without_global(&args, i, "--data-root"))

@@ -406,6 +406,7 @@ fn route(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
             d.exec_resize(id, h, w)?;
             conn.empty(200).map_err(io)?
         }
+        ("POST", ["commit"]) => crate::commit::commit(d, conn, req)?,
         ("POST", ["images", "create"]) => pull(d, conn, req)?,
         ("POST", ["auth"]) => crate::images_api::auth(conn, req)?,
         ("POST", ["images", rest @ .., "tag"]) if !rest.is_empty() => {

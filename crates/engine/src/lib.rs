@@ -13,6 +13,7 @@
 //! - [`spec`]: Docker's container config → OCI runtime spec.
 //! - [`volumes`]: named and anonymous volumes of the local driver.
 //! - [`network`]: the default bridge network: namespaces, veths, addresses, published ports.
+//! - [`commit`]: `POST /commit`, a new image from a container's changes.
 //! - [`images_api`]: image import, registry login, image list filters and prune.
 //! - [`monitor`]: the process that runs one container and outlives the daemon.
 //! - [`logs`]: json-file logs (write, rotate, read, follow).
@@ -20,6 +21,7 @@
 
 pub mod api;
 pub mod archive;
+pub mod commit;
 pub mod daemon;
 pub mod events;
 pub mod exec;

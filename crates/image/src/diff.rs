@@ -60,6 +60,21 @@ fn is_opaque(path: &Path) -> bool {
 
 /// Write the changes recorded in the overlay upper directory `upper` to `out` as a layer tar.
 pub fn write_layer(upper: &Path, out: impl Write, clamp_mtime: Option<u64>) -> Result<DiffStats> {
+    write_layer_filtered(upper, out, clamp_mtime, &|_, _| false)
+}
+
+/// Decides which entries [`write_layer_filtered`] leaves out: called with an entry's path
+/// relative to the upper directory and its (lstat) metadata; true skips it (a directory with
+/// everything below it).
+pub type Skip<'a> = &'a dyn Fn(&Path, &fs::Metadata) -> bool;
+
+/// [`write_layer`] without the entries `skip` names (commit: the runtime's mount points).
+pub fn write_layer_filtered(
+    upper: &Path,
+    out: impl Write,
+    clamp_mtime: Option<u64>,
+    skip: Skip<'_>,
+) -> Result<DiffStats> {
     let mut tar = tar::Builder::new(Counting { inner: out, hasher: Hasher::new() });
     tar.follow_symlinks(false);
     let mut links: HashMap<(u64, u64), String> = HashMap::new();
@@ -78,6 +93,9 @@ pub fn write_layer(upper: &Path, out: impl Write, clamp_mtime: Option<u64>) -> R
             let rp = rel.join(&name);
             let full = upper.join(&rp);
             let md = fs::symlink_metadata(&full).ctx(format_args!("inspecting {}", full.display()))?;
+            if skip(&rp, &md) {
+                continue;
+            }
             let ft = md.file_type();
             let mtime = clamp_mtime.map_or(md.mtime().max(0) as u64, |c| (md.mtime().max(0) as u64).min(c));
             let mut h = tar::Header::new_ustar();

@@ -790,6 +790,29 @@ impl ImageStore {
         clamp_mtime: Option<u64>,
         take: bool,
     ) -> Result<NewLayer> {
+        self.add_layer_inner(upper, parent, clamp_mtime, take, &|_, _| false)
+    }
+
+    /// [`ImageStore::add_layer`] without the entries `skip` names (see
+    /// [`crate::diff::write_layer_filtered`]); `upper` is never taken (commit).
+    pub fn add_layer_filtered(
+        &self,
+        upper: &Path,
+        parent: Option<&Digest>,
+        clamp_mtime: Option<u64>,
+        skip: crate::diff::Skip<'_>,
+    ) -> Result<NewLayer> {
+        self.add_layer_inner(upper, parent, clamp_mtime, false, skip)
+    }
+
+    fn add_layer_inner(
+        &self,
+        upper: &Path,
+        parent: Option<&Digest>,
+        clamp_mtime: Option<u64>,
+        take: bool,
+        skip: crate::diff::Skip<'_>,
+    ) -> Result<NewLayer> {
         static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
         let mut w = self.content.writer(&format!("layer-{}-{seq}", std::process::id()))?;
@@ -797,7 +820,7 @@ impl ImageStore {
         let written = (|| {
             // No name, no mtime in the gzip header: the same tar gives the same blob.
             let mut gz = flate2::GzBuilder::new().write(&mut w, flate2::Compression::fast());
-            let stats = crate::diff::write_layer(upper, &mut gz, clamp_mtime)?;
+            let stats = crate::diff::write_layer_filtered(upper, &mut gz, clamp_mtime, skip)?;
             gz.finish().ctx("compressing the layer")?;
             Ok::<_, Error>(stats)
         })();
