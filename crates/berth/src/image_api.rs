@@ -95,6 +95,8 @@ enum Cmd {
     /// Import the contents from a tarball to create a filesystem image
     #[command(long_about = IMPORT_LONG)]
     Import(ImportArgs),
+    /// Build an image from a Dockerfile
+    Build(crate::build_cmd::BuildArgs),
     /// Show the history of an image
     #[command(long_about = HISTORY_LONG)]
     History(HistoryArgs),
@@ -405,6 +407,7 @@ fn dispatch(c: &Client, host: Option<&str>, cmd: Cmd) -> R<i32> {
         Cmd::Save(a) | Cmd::Image { cmd: ImageSub::Save(a) } => save(c, a),
         Cmd::Load(a) | Cmd::Image { cmd: ImageSub::Load(a) } => load(c, a),
         Cmd::Import(a) | Cmd::Image { cmd: ImageSub::Import(a) } => import(c, a),
+        Cmd::Build(a) => crate::build_cmd::build(c, a),
         Cmd::Image { cmd: ImageSub::Inspect(a) } => inspect(c, a),
         Cmd::History(a) | Cmd::Image { cmd: ImageSub::History(a) } => history(c, a),
         Cmd::Image { cmd: ImageSub::Prune(a) } => prune(c, a),

@@ -3,6 +3,7 @@
 //! Invoked as `runc` or `berth-runc` (a symlink), it behaves exactly like `berth runtime`,
 //! which is how dockerd, containerd and podman call an OCI runtime.
 
+mod build_cmd;
 mod client;
 mod container_cmd;
 mod daemon_cmd;
@@ -109,8 +110,8 @@ fn main() {
                 container_cmd::main(without_global(&v, i, "--data-root"))
             }
             Some(
-                "pull" | "push" | "images" | "tag" | "rmi" | "image" | "save" | "load" | "import" | "history" | "login"
-                | "logout" | "system",
+                "pull" | "push" | "images" | "tag" | "rmi" | "image" | "save" | "load" | "import" | "build" | "history"
+                | "login" | "logout" | "system",
             ) => {
                 // --data-root before the verb: today's offline mode on that store, no daemon.
                 let direct = args[1..i]

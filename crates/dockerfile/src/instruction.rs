@@ -450,7 +450,7 @@ fn exactly_one(args: &[String], keyword: &str) -> Result<(), String> {
 
 fn key_values(args: &[String], keyword: &str) -> Result<Vec<KeyValue>, String> {
     at_least_one(args, keyword)?;
-    if args.len() % 3 != 0 {
+    if !args.len().is_multiple_of(3) {
         return Err(format!("Bad input to {keyword}, too many arguments"));
     }
     args.chunks(3)

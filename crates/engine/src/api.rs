@@ -119,6 +119,7 @@ fn route(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
             conn.respond(200, "text/plain; charset=utf-8", body).map_err(io)?;
         }
         ("GET", ["version"]) => conn.json(200, &version()).map_err(io)?,
+        ("POST", ["build"]) => crate::build::handle(d, conn, req)?,
         ("GET", ["info"]) => conn.json(200, &info(d)).map_err(io)?,
         ("GET", ["networks"]) => {
             let filters = parse_filters(req.q("filters"))?;
@@ -1208,7 +1209,7 @@ fn pull(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
 
 /// A registry client with the request's `X-Registry-Auth` credentials (base64url JSON of
 /// username/password), else the daemon's own config.json.
-fn registry_client(req: &Request) -> ApiResult<berth_registry::Client> {
+pub(crate) fn registry_client(req: &Request) -> ApiResult<berth_registry::Client> {
     use base64::Engine;
     let mut o = berth_registry::ClientOptions::from_env();
     if let Some(h) = req.header("x-registry-auth").map(str::trim).filter(|h| !h.is_empty()) {

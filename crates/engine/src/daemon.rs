@@ -205,7 +205,7 @@ pub(crate) fn wait_monitor(dir: &Path) -> Option<i32> {
 }
 
 /// With `berth daemon --debug`: how long a step of container `id` took, since `t0`.
-fn trace(id: &str, step: &str, t0: Instant) {
+pub(crate) fn trace(id: &str, step: &str, t0: Instant) {
     if crate::api::DEBUG.load(std::sync::atomic::Ordering::Relaxed) {
         eprintln!("berth daemon: {} {step} at {:.1} ms", &id[..12.min(id.len())], t0.elapsed().as_secs_f64() * 1000.0);
     }
@@ -421,6 +421,9 @@ impl Daemon {
     /// holds of containers that no longer exist, and drop run state (monitor directories,
     /// runtime state with its cgroups) that no container owns.
     fn recover(&self) {
+        // Builds do not survive the daemon: their directories (and mounts) go.
+        crate::build::remove_dir_with_mounts(&self.exec_root.join("build"));
+        crate::build::remove_dir_with_mounts(&self.images.root().join("build-tmp"));
         let root = self.data_root.join("containers");
         for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
             let name = e.file_name().to_string_lossy().into_owned();

@@ -278,7 +278,7 @@ impl Conn {
     pub fn head(&mut self, status: u16, headers: &[(&str, String)]) -> io::Result<()> {
         let mut h = format!("HTTP/1.1 {status} {}\r\n", status_text(status));
         h.push_str(&format!("Api-Version: {}\r\n", crate::API_VERSION));
-        h.push_str("Docker-Experimental: false\r\nOstype: linux\r\n");
+        h.push_str("Docker-Experimental: false\r\nOstype: linux\r\nBuilder-Version: 1\r\n");
         h.push_str(&format!("Server: Docker/{} (linux)\r\n", crate::DOCKER_VERSION));
         for (k, v) in headers {
             h.push_str(&format!("{k}: {v}\r\n"));

@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod archive;
+pub mod build;
 pub mod commit;
 pub mod daemon;
 pub mod events;

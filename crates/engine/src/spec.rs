@@ -257,6 +257,12 @@ pub fn build(i: &SpecInput<'_>) -> Result<Value, ApiError> {
         return Err(ApiError::bad(format!("the working directory '{wd}' is invalid, it needs to be an absolute path")));
     }
     p["cwd"] = json!(wd);
+    // As dockerd: a working directory the image lacks is made at start (root's, 0755).
+    if let Ok(dir) = berth_build::copy::resolve_in_root(i.rootfs, wd, true) {
+        if !dir.exists() {
+            let _ = std::fs::create_dir_all(&dir);
+        }
+    }
     let user = cfg["User"].as_str().filter(|u| !u.is_empty());
     let user = user.or(i.image_cfg["config"]["User"].as_str().filter(|u| !u.is_empty()));
     if let Some(u) = user {

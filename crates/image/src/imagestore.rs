@@ -856,6 +856,22 @@ impl ImageStore {
     /// Record an image made here (build, commit) from its config (whose `rootfs.diff_ids` name
     /// `layers`' snapshots, all present) under `names`: an OCI manifest is written for it.
     pub fn register_built(&self, names: &[Reference], config: &[u8], layers: &[LayerDesc]) -> Result<ImageRecord> {
+        // An OCI manifest names its layers with OCI media types (a pulled Docker-format base
+        // has the same bytes under Docker's names).
+        let layers: Vec<LayerDesc> = layers
+            .iter()
+            .map(|l| {
+                let media_type = match l.media_type.as_str() {
+                    "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
+                        "application/vnd.oci.image.layer.v1.tar+gzip"
+                    }
+                    "application/vnd.docker.image.rootfs.diff.tar" => "application/vnd.oci.image.layer.v1.tar",
+                    other => other,
+                };
+                LayerDesc { media_type: media_type.to_string(), ..l.clone() }
+            })
+            .collect();
+        let layers = layers.as_slice();
         let manifest = serde_json::to_vec(&serde_json::json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",

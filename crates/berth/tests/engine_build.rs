@@ -1,0 +1,178 @@
+//! `docker build` (the legacy builder protocol, `DOCKER_BUILDKIT=0`) and `berth build` against
+//! the daemon: multi-stage builds with COPY, RUN, ARG/ENV and .dockerignore; the layer cache
+//! (a no-op rebuild reuses every step, a changed source file reruns only what follows);
+//! reproducible image IDs; bad input refused with the Dockerfile line, no image tagged and no
+//! mount left.
+
+mod common;
+
+use common::engine::{err, out, Engine, BERTH};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn docker_build(e: &Engine, args: &[&str], dir: &Path) -> Output {
+    Command::new("docker")
+        .env("DOCKER_HOST", format!("unix://{}", e.sock.display()))
+        .env("DOCKER_BUILDKIT", "0")
+        .arg("build")
+        .args(args)
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
+fn write(dir: &Path, name: &str, data: &str) {
+    let p = dir.join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, data).unwrap();
+}
+
+const DOCKERFILE: &str = r#"# syntax=docker/dockerfile:1
+ARG BASE=bb:1
+FROM $BASE AS builder
+ARG WHO=world
+ENV GREETING="hello $WHO" \
+    OTHER=${WHO:-nobody}
+WORKDIR /src
+COPY src/ ./
+RUN cat *.txt > /out.txt && echo "$GREETING" >> /out.txt && rm /bin/stty && mkdir -p /data/sub
+
+FROM builder AS test
+RUN false
+
+FROM bb:1
+LABEL org.example.stage=final
+COPY --from=builder /out.txt /srv/out.txt
+COPY --chmod=600 --chown=65534:65534 conf.ini /etc/app/
+EXPOSE 8080/tcp 53/udp
+ENV MODE=prod
+USER nobody
+WORKDIR /srv
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=5s --retries=2 CMD ["true"]
+VOLUME /srv/data
+CMD ["cat", "/srv/out.txt"]
+"#;
+
+#[test]
+fn dockerfiles_build_cache_and_reproduce() {
+    let e = Engine::new("build");
+    let ctx = e.dir.join("ctx");
+    write(&ctx, "Dockerfile", DOCKERFILE);
+    write(&ctx, "src/a.txt", "alpha\n");
+    write(&ctx, "src/b.txt", "beta\n");
+    write(&ctx, "src/secret.key", "do not send\n");
+    write(&ctx, "conf.ini", "[app]\n");
+    write(&ctx, ".dockerignore", "src/*.key\n");
+
+    let o = docker_build(&e, &["-t", "app:1", "--build-arg", "WHO=berth", "--label", "built.by=test"], &ctx);
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    let log = out(&o);
+    assert!(log.contains("Step 1/21 : FROM $BASE AS builder") || log.contains("Step 1/"), "{log}");
+    assert!(!log.contains("RUN false"), "the test stage is not needed for the target: {log}");
+    assert!(log.contains("Successfully tagged app:1"), "{log}");
+    // The result runs, with what each stage made.
+    assert_eq!(e.ok(&["run", "--rm", "app:1"]), "alpha\nbeta\nhello berth\n");
+    let o = e.ok(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "sh",
+        "app:1",
+        "-c",
+        "id -u; pwd; busybox stat -c '%a %u %g' /etc/app/conf.ini; echo $MODE",
+    ]);
+    assert_eq!(o.lines().next(), Some("65534"), "{o}");
+    assert_eq!(o, "65534\n/srv\n600 65534 65534\nprod\n");
+    let cfg = e.ok(&[
+        "inspect",
+        "-f",
+        "{{json .Config.ExposedPorts}} {{.Config.User}} {{.Config.WorkingDir}} {{.Config.StopSignal}} {{json .Config.Volumes}} {{json .Config.Healthcheck.Test}} {{index .Config.Labels \"org.example.stage\"}} {{index .Config.Labels \"built.by\"}} {{json .Config.Cmd}}",
+        "app:1",
+    ]);
+    assert_eq!(
+        cfg.trim(),
+        r#"{"53/udp":{},"8080/tcp":{}} nobody /srv SIGINT {"/srv/data":{}} ["CMD","true"] final test ["cat","/srv/out.txt"]"#
+    );
+    // The builder stage's RUN deleted a file: a whiteout in its layer (seen through --target).
+    let o = docker_build(&e, &["-t", "app:builder", "--target", "builder", "--build-arg", "WHO=berth"], &ctx);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = e.ok(&["run", "--rm", "app:builder", "sh", "-c", "ls /bin/stty 2>&1; ls /src; echo $OTHER"]);
+    assert!(
+        o.contains("No such file") && o.contains("a.txt") && !o.contains("secret.key") && o.contains("berth"),
+        "{o}"
+    );
+
+    // A no-op rebuild: every step from the cache, the same image.
+    let id1 = e.ok(&["inspect", "-f", "{{.Id}}", "app:1"]);
+    let o = docker_build(&e, &["-t", "app:1", "--build-arg", "WHO=berth", "--label", "built.by=test"], &ctx);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(!out(&o).contains("Running in"), "nothing runs again: {}", out(&o));
+    assert_eq!(out(&o).matches("Using cache").count(), 4, "{}", out(&o));
+    assert_eq!(e.ok(&["inspect", "-f", "{{.Id}}", "app:1"]), id1);
+    // One source changed: the COPY and everything after it run again.
+    write(&ctx, "src/b.txt", "BETA\n");
+    let o = docker_build(&e, &["-t", "app:1", "--build-arg", "WHO=berth", "--label", "built.by=test"], &ctx);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o).matches("Running in").count(), 1, "{}", out(&o));
+    assert_eq!(e.ok(&["run", "--rm", "app:1"]), "alpha\nBETA\nhello berth\n");
+    let id2 = e.ok(&["inspect", "-f", "{{.Id}}", "app:1"]);
+    assert_ne!(id1, id2);
+    // Reproducible: without the cache, the same inputs give the same image ID.
+    let o = docker_build(
+        &e,
+        &["-t", "app:again", "--no-cache", "--build-arg", "WHO=berth", "--label", "built.by=test"],
+        &ctx,
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("Running in") && !out(&o).contains("Using cache"), "{}", out(&o));
+    assert_eq!(e.ok(&["inspect", "-f", "{{.Id}}", "app:again"]), id2, "a --no-cache rebuild gives the same ID");
+    // SOURCE_DATE_EPOCH sets the image's time.
+    let o = docker_build(
+        &e,
+        &["-t", "app:epoch", "--build-arg", "SOURCE_DATE_EPOCH=1700000000", "--build-arg", "WHO=berth"],
+        &ctx,
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(e.ok(&["inspect", "-f", "{{.Created}}", "app:epoch"]).trim(), "2023-11-14T22:13:20Z");
+
+    // Our CLI: a Dockerfile on stdin (no context), -q and --iidfile.
+    let iid = e.dir.join("iid");
+    let mut child = Command::new(BERTH)
+        .args(["-H", e.sock.to_str().unwrap(), "build", "-q", "-t", "tiny:1", "--iidfile", iid.to_str().unwrap(), "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"FROM bb:1\nRUN echo made > /made\nCMD [\"cat\", \"/made\"]\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let id = out(&o).trim().to_string();
+    assert!(id.starts_with("sha256:") && std::fs::read_to_string(&iid).unwrap() == id, "{id}");
+    assert_eq!(e.ok(&["run", "--rm", "tiny:1"]), "made\n");
+
+    // Bad input: a clear error with the line, nothing tagged, nothing mounted.
+    let bad = [
+        ("FROM bb:1\nFRUM x\n", "unknown instruction: FRUM"),
+        ("FROM bb:1\nRUN echo visible-output; exit 3\n", "returned a non-zero code: 3"),
+        ("FROM bb:1\nCOPY nothere /x\n", "file not found in build context"),
+        ("FROM bb:1\nCOPY ../outside /x\n", "outside the build context"),
+        ("FROM bb:1\nRUN --mount=type=cache,target=/c true\n", "not supported yet"),
+        ("FROM bb:1 AS a\nFROM a AS b\nCOPY --from=c /x /y\nFROM b AS c\nCOPY --from=b /x /y\n", "circular dependency"),
+    ];
+    for (df, says) in bad {
+        write(&ctx, "Dockerfile", df);
+        let o = docker_build(&e, &["-t", "broken:1"], &ctx);
+        assert!(!o.status.success(), "{df}");
+        let msg = format!("{}{}", out(&o), err(&o));
+        assert!(msg.contains(says), "{df}: {msg}");
+        if says.contains("non-zero") {
+            assert!(msg.contains("visible-output") && msg.contains("Dockerfile:2"), "{msg}");
+        }
+        assert_eq!(e.ok(&["images", "-q", "broken"]), "", "{df}");
+    }
+    assert!(e.mounts_left().is_empty(), "{:?}", e.mounts_left());
+    assert!(!e.dir.join("run/build").exists() || std::fs::read_dir(e.dir.join("run/build")).unwrap().next().is_none());
+}
