@@ -19,6 +19,8 @@ for t in hyperfine dockerd docker busybox; do
 done
 
 work=$(mktemp -d /tmp/bbuild.XXXXXX)
+# berth's exec root on tmpfs, as its default /run/berth is on most hosts (contexts unpack there).
+run=$(mktemp -d /dev/shm/bbuild-run.XXXXXX)
 dockerd_pid=
 berthd_pid=
 cleanup() {
@@ -32,6 +34,8 @@ cleanup() {
   grep " $work" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m"; done
   ip link del btbench0 2>/dev/null
   nft delete table ip berth_btbench0 2>/dev/null
+  grep " $run" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m"; done
+  rm -rf "$run"
   [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -68,7 +72,7 @@ DF
 
 # berth daemon (its own bridge, unused: RUN has no network here)
 "$berth" --data-root "$work/berth" import "$work/rootfs.tar" bench/bb:1 >/dev/null
-"$berth" daemon --data-root "$work/berth" --exec-root "$work/berth-run" -H "$work/berth.sock" \
+"$berth" daemon --data-root "$work/berth" --exec-root "$run" -H "$work/berth.sock" \
   --bridge btbench0 --bip 10.254.254.1/24 >"$work/berth.log" 2>&1 &
 berthd_pid=$!
 for _ in $(seq 1 100); do [ -S "$work/berth.sock" ] && break; sleep 0.05; done
