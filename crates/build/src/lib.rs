@@ -27,6 +27,7 @@
 //! and the config holds nothing of the build host, so equal inputs give equal image ids.
 
 pub mod copy;
+pub mod mountpoints;
 
 use berth_dockerfile::instruction::{CmdLine, Command, Healthcheck, Network};
 use berth_dockerfile::stages::{walk_stage, Base, BuildPlan, PlanOptions, Platform, Stage};
@@ -170,6 +171,9 @@ impl State {
         v
     }
 }
+
+/// The PATH a stage gets when its base sets none (moby's `system.DefaultPathEnv` on Linux).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The build host's platform (the only one built for).
 pub fn host_platform() -> Platform {
@@ -411,6 +415,13 @@ impl Builder<'_> {
         if st.image["config"]["OnBuild"].is_array() {
             st.config()["OnBuild"] = Value::Null;
         }
+        // A stage without PATH gets the default one (as dockerd and BuildKit do).
+        let env = st.env();
+        if env.get_value("PATH").is_none() {
+            let mut list = st.image["config"]["Env"].as_array().cloned().unwrap_or_default();
+            list.push(json!(format!("PATH={DEFAULT_PATH}")));
+            st.config()["Env"] = json!(list);
+        }
         self.steps += instructions.len();
         instructions.extend(stage.instructions.iter().cloned());
         let mut stage2 = stage.clone();
@@ -526,11 +537,18 @@ impl Builder<'_> {
                 for p in ports {
                     let p = if p.contains('/') { p.to_ascii_lowercase() } else { format!("{p}/tcp") };
                     let (num, proto) = p.split_once('/').unwrap_or((&p, "tcp"));
-                    let ok_num = num.split('-').all(|n| n.parse::<u16>().is_ok());
-                    if !ok_num || !matches!(proto, "tcp" | "udp" | "sctp") {
+                    // A range is each of its ports (moby's nat.ParsePortSpecs).
+                    let (lo, hi) = num.split_once('-').unwrap_or((num, num));
+                    let range = match (lo.parse::<u16>(), hi.parse::<u16>()) {
+                        (Ok(lo), Ok(hi)) if lo <= hi => lo..=hi,
+                        _ => return Err(err(line, format!("invalid containerPort: {p}"))),
+                    };
+                    if !matches!(proto, "tcp" | "udp" | "sctp") {
                         return Err(err(line, format!("invalid containerPort: {p}")));
                     }
-                    st.config()["ExposedPorts"][&p] = json!({});
+                    for n in range {
+                        st.config()["ExposedPorts"][&format!("{n}/{proto}")] = json!({});
+                    }
                 }
                 self.history(&mut st, nop(&format!("EXPOSE {}", ports.join(" "))), true);
             }
@@ -685,6 +703,9 @@ impl Builder<'_> {
         let u = unmount(&root);
         r?;
         u.map_err(|e| err(line, e.to_string()))?;
+        // The runtime's mount points (RUN) are not part of the layer, as with dockerd.
+        let lower: Vec<PathBuf> = st.chains.iter().map(|c| self.store.snapshot_fs(c)).collect();
+        mountpoints::prune(&rw.join("upper"), &lower);
         let epoch = self.epoch_of(&st);
         let layer = self
             .store

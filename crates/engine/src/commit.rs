@@ -21,19 +21,14 @@
 
 use crate::daemon::{Container, Daemon};
 use crate::http::{ApiError, ApiResult, Conn, Request};
+use berth_build::mountpoints::skipped;
 use berth_image::Reference;
 use serde_json::{json, Value};
 use std::fs;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// The instructions a commit's `changes` may use (moby's `validCommitCommands`).
 const COMMIT_CHANGES: &str = "CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR";
-
-/// Files the runtime creates in the rw layer as mount points for the daemon's bind mounts.
-const FILE_MOUNT_POINTS: &[&str] = &["etc/hostname", "etc/hosts", "etc/resolv.conf", ".dockerenv"];
-/// Directories the runtime creates in the rw layer as mount points (or to hold them).
-const DIR_MOUNT_POINTS: &[&str] = &["dev", "dev/pts", "dev/shm", "proc", "sys", "etc"];
 
 /// The `repo`/`tag` query as a reference (none without `repo`), as moby's `RepoTagReference`.
 fn reference(repo: Option<&str>, tag: Option<&str>) -> ApiResult<Vec<Reference>> {
@@ -188,61 +183,6 @@ fn apply_changes(cfg: &mut Value, changes: &[&str]) -> ApiResult<()> {
         }
     }
     Ok(())
-}
-
-/// The entry at `rel` in the image's merged layers (`layers` bottom first), if any.
-fn in_image(layers: &[PathBuf], rel: &Path) -> Option<fs::Metadata> {
-    for l in layers.iter().rev() {
-        if let Ok(md) = fs::symlink_metadata(l.join(rel)) {
-            let whiteout = md.file_type().is_char_device() && md.rdev() == 0;
-            return (!whiteout).then_some(md);
-        }
-    }
-    None
-}
-
-fn opaque(p: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else { return false };
-    let mut buf = [0u8; 4];
-    // SAFETY: a valid C string and a writable buffer of the given length.
-    let n = unsafe { libc::lgetxattr(c.as_ptr(), c"trusted.overlay.opaque".as_ptr(), buf.as_mut_ptr().cast(), 4) };
-    n == 1 && buf[0] == b'y'
-}
-
-/// Whether the commit leaves out the upper dir's entry `rel` (see the module docs): sockets;
-/// the runtime's empty mount-point files; its mount-point directories when nothing kept is
-/// in them and they are not in the image, or there with the same mode and owner (a copy-up
-/// the mount point made), and not opaque.
-fn skipped(upper: &Path, layers: &[PathBuf], rel: &Path, md: &fs::Metadata) -> bool {
-    let ft = md.file_type();
-    if ft.is_socket() {
-        return true;
-    }
-    let Some(name) = rel.to_str() else { return false };
-    if FILE_MOUNT_POINTS.contains(&name) {
-        return ft.is_file() && md.len() == 0;
-    }
-    if !DIR_MOUNT_POINTS.contains(&name) || !ft.is_dir() {
-        return false;
-    }
-    let full = upper.join(rel);
-    if opaque(&full) {
-        return false;
-    }
-    let Ok(rd) = fs::read_dir(&full) else { return false };
-    for e in rd {
-        let Ok(e) = e else { return false };
-        let child = rel.join(e.file_name());
-        match fs::symlink_metadata(upper.join(&child)) {
-            Ok(cm) if skipped(upper, layers, &child, &cm) => {}
-            _ => return false,
-        }
-    }
-    match in_image(layers, rel) {
-        None => true,
-        Some(l) => l.is_dir() && l.mode() == md.mode() && l.uid() == md.uid() && l.gid() == md.gid(),
-    }
 }
 
 /// Whether the upper dir holds anything the layer would carry.
