@@ -267,7 +267,12 @@ impl Writer<'_> {
             names.sort();
             for n in names {
                 let r = rel.join(&n);
-                if ignored(self.ignore, &r) {
+                // An ignored directory is still walked when an exception (`!`) may re-include
+                // something under it, as the docker CLI does when it sends the context.
+                if ignored(self.ignore, &r)
+                    && !(self.src_root.join(&r).is_dir()
+                        && self.ignore.is_some_and(|m| m.must_walk_excluded_dir(&r.to_string_lossy())))
+                {
                     continue;
                 }
                 self.put(&r, &dst.join(&n))?;
@@ -363,7 +368,16 @@ pub fn copy(src_root: &Path, ignore: Option<&PatternMatcher>, root: &Path, spec:
             Some(i) => t[..i].to_string(),
         }
     };
-    for rel in &srcs {
+    for named in &srcs {
+        // A source that is a symlink is followed (inside the source root): its target is
+        // copied under the source's name, as dockerd and BuildKit do.
+        let rel = &match std::fs::symlink_metadata(src_root.join(named)) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let real = resolve_in_root(src_root, &named.to_string_lossy(), true)?;
+                real.strip_prefix(src_root).map(Path::to_path_buf).unwrap_or_else(|_| named.clone())
+            }
+            _ => named.clone(),
+        };
         let src = src_root.join(rel);
         let is_dir = std::fs::symlink_metadata(&src).map(|m| m.is_dir()).unwrap_or(false);
         if spec.unpack && !is_dir && is_archive(&src) {
@@ -379,7 +393,7 @@ pub fn copy(src_root: &Path, ignore: Option<&PatternMatcher>, root: &Path, spec:
             w.put(rel, &d)?;
         } else if dest_is_dir {
             let d = w.mkdirs(&dest)?;
-            let name = rel.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+            let name = named.file_name().map(|n| n.to_os_string()).unwrap_or_default();
             w.put(rel, &d.join(name))?;
         } else {
             w.mkdirs(&parent(&dest))?;
@@ -424,6 +438,37 @@ mod tests {
         assert_eq!(m, vec![PathBuf::from("src/a.txt"), PathBuf::from("src/b.txt")]);
         assert!(matches(&d.join("ctx"), "../x").is_err());
         assert!(matches(&d.join("ctx"), "nope").unwrap_err().contains("not found"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn symlink_sources_are_followed_and_exceptions_walked() {
+        let d = std::env::temp_dir().join(format!("berth-copy-test2-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let (ctx, root) = (d.join("ctx"), d.join("root"));
+        std::fs::create_dir_all(ctx.join("src/gen")).unwrap();
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(ctx.join("real.txt"), "real").unwrap();
+        std::os::unix::fs::symlink("real.txt", ctx.join("link")).unwrap();
+        std::fs::write(ctx.join("src/gen/out.c"), "o").unwrap();
+        std::fs::write(ctx.join("src/gen/other.c"), "x").unwrap();
+        let spec = |sources: &[&str], dest: &str| Spec {
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            contents: vec![],
+            dest: dest.into(),
+            workdir: "/".into(),
+            chown: None,
+            chmod: None,
+            unpack: false,
+        };
+        copy(&ctx, None, &root, &spec(&["link"], "/l/")).unwrap();
+        let md = std::fs::symlink_metadata(root.join("l/link")).unwrap();
+        assert!(md.is_file(), "the link's target is copied under the link's name");
+        assert_eq!(std::fs::read_to_string(root.join("l/link")).unwrap(), "real");
+        let ignore = PatternMatcher::new(&["src/gen", "!src/gen/out.c"]).unwrap();
+        copy(&ctx, Some(&ignore), &root, &spec(&["src"], "/s/")).unwrap();
+        assert!(root.join("s/gen/out.c").is_file());
+        assert!(!root.join("s/gen/other.c").exists());
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -271,6 +271,8 @@ pub fn walk_stage(
     escape: char,
 ) -> Result<Vec<Step>, StageError> {
     let mut vars = base_env.clone();
+    // Names ENV set (in the base image or this stage): an ARG never overrides them.
+    let mut env_names: BTreeSet<String> = base_env.iter().map(|(k, _)| k.to_string()).collect();
     let mut steps = Vec::with_capacity(stage.instructions.len());
     for ins in &stage.instructions {
         let before = vars.clone();
@@ -280,12 +282,15 @@ pub fn walk_stage(
             crate::expand::expand_instruction(ins, &vars, escape).map_err(|e| StageError::expand(ins.line, e))?
         };
         match &mut expanded.command {
-            Command::Env(kvs) => kvs.iter().for_each(|kv| vars.set(&kv.key, &kv.value)),
+            Command::Env(kvs) => kvs.iter().for_each(|kv| {
+                vars.set(&kv.key, &kv.value);
+                env_names.insert(kv.key.clone());
+            }),
             Command::Arg(decls) => {
                 for decl in decls.iter_mut() {
                     let value = resolve_arg(decl, build_args, global, &vars, escape)
                         .map_err(|e| StageError::expand(ins.line, e))?;
-                    if let Some(v) = &value {
+                    if let Some(v) = value.as_ref().filter(|_| !env_names.contains(&decl.name)) {
                         vars.set(&decl.name, v);
                     }
                     decl.default = value;
@@ -544,4 +549,23 @@ fn build_order(resolved: &[ResolvedStage], target: usize) -> Vec<usize> {
         order.push(i);
     }
     order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_beats_a_later_arg() {
+        let df = crate::parse("FROM a\nENV X=env\nARG X=arg\nWORKDIR /$X\nARG P\nWORKDIR /$P\n").unwrap();
+        let st = split_stages(&df).unwrap();
+        let args: BTreeMap<String, String> = [("X".to_string(), "cli".to_string())].into();
+        let base: Vars = [("P", "/base")].into_iter().collect();
+        let steps = walk_stage(&st.stages[0], &base, &Vars::new(), &args, df.escape).unwrap();
+        let wd = |i: usize| match &steps[i].instruction.command {
+            Command::Workdir(w) => w.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((wd(2), wd(4)), ("/env".to_string(), "//base".to_string()));
+    }
 }
