@@ -101,6 +101,10 @@ fn wait_ready(e: &Engine, port: u16) {
 }
 
 fn run_db(e: &Engine, port: u16) -> String {
+    run_image(e, port, IMAGE)
+}
+
+fn run_image(e: &Engine, port: u16, image: &str) -> String {
     let publish = format!("127.0.0.1:{port}:3306");
     let volume = format!("{VOLUME}:/var/lib/mysql");
     let root_pw = format!("MYSQL_ROOT_PASSWORD={PASSWORD}");
@@ -117,7 +121,7 @@ fn run_db(e: &Engine, port: u16) -> String {
         &publish,
         "-v",
         &volume,
-        IMAGE,
+        image,
     ]);
     id.trim().to_string()
 }
@@ -207,4 +211,71 @@ fn mariadb_from_a_debootstrap_image_keeps_its_rows_on_a_volume() {
     assert!(!out(&nft).contains("dnat"), "{}", out(&nft));
     assert!(TcpStream::connect_timeout(&format!("127.0.0.1:{port}").parse().unwrap(), Duration::from_secs(1)).is_err());
     eprintln!("the database example took {:?}", started.elapsed());
+}
+
+/// Build's seed: the same database image built from `examples/mariadb/Dockerfile` (`FROM` a
+/// Debian root filesystem imported from debootstrap, `RUN apt-get install mariadb-server` over
+/// the build's bridge network, the entrypoint COPYed in) by `DOCKER_BUILDKIT=0 docker build`,
+/// then run with -e/-p/-v and used from the host's client; rebuilt from the cache untouched.
+#[test]
+fn mariadb_image_built_from_the_example_dockerfile() {
+    let started = Instant::now();
+    require("debootstrap", "debootstrap");
+    require("mariadb", "mariadb-client");
+    let ws = workspace();
+    let tar = ws.join("target/test-cache/debian-minbase.tar");
+    let o = Command::new(ws.join("scripts/rootfs-debian.sh")).arg(&tar).output().unwrap();
+    assert!(o.status.success(), "scripts/rootfs-debian.sh failed:\n{}{}", out(&o), err(&o));
+    let e = Engine::new("dbbuild");
+    e.ok(&["import", tar.to_str().unwrap(), "debian-minbase:bookworm"]);
+    let build = |extra: &[&str]| {
+        Command::new("docker")
+            .env("DOCKER_HOST", format!("unix://{}", e.sock.display()))
+            .env("DOCKER_BUILDKIT", "0")
+            .args(["build", "-t", "seed-mariadb:built"])
+            .args(extra)
+            .arg(ws.join("examples/mariadb"))
+            .output()
+            .unwrap()
+    };
+    let t = Instant::now();
+    let o = build(&[]);
+    assert!(o.status.success(), "docker build examples/mariadb:\n{}{}", out(&o), err(&o));
+    eprintln!("image built in {:?}", t.elapsed());
+    assert!(out(&o).contains("Setting up mariadb-server"), "{}", out(&o));
+    let cfg = e.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .Config.Entrypoint}} {{json .Config.ExposedPorts}} {{json .Config.Volumes}}",
+        "seed-mariadb:built",
+    ]);
+    assert_eq!(cfg.trim(), r#"["/usr/local/bin/db-entrypoint"] {"3306/tcp":{}} {"/var/lib/mysql":{}}"#);
+    // Untouched: every step from the cache, the same image.
+    let id = e.ok(&["image", "inspect", "-f", "{{.Id}}", "seed-mariadb:built"]);
+    let o = build(&[]);
+    assert!(o.status.success() && !out(&o).contains("Running in"), "{}{}", out(&o), err(&o));
+    assert_eq!(e.ok(&["image", "inspect", "-f", "{{.Id}}", "seed-mariadb:built"]), id);
+
+    let port = free_port();
+    run_image(&e, port, "seed-mariadb:built");
+    wait_ready(&e, port);
+    sql_ok(
+        &e,
+        port,
+        "seed",
+        "CREATE TABLE crew (id INT PRIMARY KEY, name VARCHAR(64) NOT NULL, born DATE) ENGINE=InnoDB;
+         INSERT INTO crew VALUES (1, 'Ada Lovelace', '1815-12-10'), (2, 'Grace O''Hara', '1906-12-09'),
+                                 (3, 'Zoë \\\\ Back', '2000-01-01');",
+    );
+    assert_eq!(read_rows(&e, port), ROWS);
+    e.ok(&["rm", "-f", "db"]);
+    run_image(&e, port, "seed-mariadb:built");
+    wait_ready(&e, port);
+    assert_eq!(read_rows(&e, port), ROWS);
+    e.ok(&["rm", "-f", "db"]);
+    e.ok(&["volume", "rm", VOLUME]);
+    e.ok(&["rmi", "seed-mariadb:built", "debian-minbase:bookworm"]);
+    assert!(e.mounts_left().is_empty(), "{:?}", e.mounts_left());
+    eprintln!("the built database example took {:?}", started.elapsed());
 }
