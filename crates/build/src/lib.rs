@@ -494,7 +494,13 @@ impl Builder<'_> {
         }
         keyed.push_str(&host_platform().to_string());
         let key = Digest::of(keyed.as_bytes());
-        let makes_layer = matches!(ins.command, Command::Run(_) | Command::Copy(_) | Command::Add(_));
+        // WORKDIR makes its directory (a layer) when the stage lacks it, as the legacy builder.
+        let new_workdir = match &ins.command {
+            Command::Workdir(w) => Some(self.workdir_path(&st, w)).filter(|p| !self.exists_in(&st, p)),
+            _ => None,
+        };
+        let makes_layer =
+            matches!(ins.command, Command::Run(_) | Command::Copy(_) | Command::Add(_)) || new_workdir.is_some();
         if makes_layer && !self.opts.no_cache {
             if let Some(hit) = self.cache_get(&key) {
                 self.say(" ---> Using cache\n");
@@ -591,11 +597,18 @@ impl Builder<'_> {
                 self.history(&mut st, nop(&format!("USER {u}")), true);
             }
             Command::Workdir(w) => {
-                let cur = st.image["config"]["WorkingDir"].as_str().unwrap_or("/").to_string();
-                let path = if w.starts_with('/') { w.clone() } else { format!("{}/{w}", cur.trim_end_matches('/')) };
-                let path = clean(&path);
+                let path = self.workdir_path(&st, w);
+                if let Some(dir) = &new_workdir {
+                    // Root's, 0755, whatever USER says (moby's SetupWorkingDirectory).
+                    let dir = dir.clone();
+                    st = self.with_layer(st, line, |_, root| {
+                        let host = copy::resolve_in_root(root, &dir, true).map_err(|e| err(line, e))?;
+                        std::fs::create_dir_all(&host).map_err(|e| err(line, format!("creating {dir}: {e}")))?;
+                        std::os::unix::fs::chown(&host, Some(0), Some(0)).map_err(|e| err(line, e.to_string()))
+                    })?;
+                }
                 st.config()["WorkingDir"] = json!(path);
-                self.history(&mut st, nop(&format!("WORKDIR {path}")), true);
+                self.history(&mut st, nop(&format!("WORKDIR {path}")), new_workdir.is_none());
             }
             Command::Arg(decls) => {
                 let shown: Vec<String> = decls
@@ -662,6 +675,23 @@ impl Builder<'_> {
         }
         self.say(&format!(" ---> {}\n", &st.key.hex()[..12]));
         Ok(st)
+    }
+
+    /// The absolute WORKDIR `w` gives in state `st`.
+    fn workdir_path(&self, st: &State, w: &str) -> String {
+        let cur = st.image["config"]["WorkingDir"].as_str().unwrap_or("/").to_string();
+        clean(&if w.starts_with('/') { w.to_string() } else { format!("{}/{w}", cur.trim_end_matches('/')) })
+    }
+
+    /// Whether container path `p` exists in `st`'s layers (the topmost entry decides; a
+    /// whiteout means gone).
+    fn exists_in(&self, st: &State, p: &str) -> bool {
+        let rel = Path::new(p.trim_start_matches('/'));
+        if rel.as_os_str().is_empty() {
+            return true;
+        }
+        let lower: Vec<PathBuf> = st.chains.iter().map(|c| self.store.snapshot_fs(c)).collect();
+        mountpoints::in_image(&lower, rel).is_some()
     }
 
     fn cache_dir(&self) -> PathBuf {

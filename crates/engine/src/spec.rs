@@ -169,16 +169,21 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32, Vec<u32>), A
         None => entry.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0),
     };
     let name = entry.as_ref().map(|f| f[0].to_string());
-    let extra = match name {
-        Some(n) => group
+    // As runc under dockerd: the primary group is a supplementary group too (`id` shows it in
+    // groups=), then the groups that list the user as a member.
+    let mut extra = vec![gid];
+    if let Some(n) = name {
+        let member = group
             .lines()
             .map(|l| l.split(':').collect::<Vec<_>>())
             .filter(|f| f.len() >= 4 && f[3].split(',').any(|m| m == n))
-            .filter_map(|f| f[2].parse().ok())
-            .filter(|g| *g != gid)
-            .collect(),
-        None => Vec::new(),
-    };
+            .filter_map(|f| f[2].parse::<u32>().ok());
+        for g in member {
+            if !extra.contains(&g) {
+                extra.push(g);
+            }
+        }
+    }
     Ok((uid, gid, extra))
 }
 
