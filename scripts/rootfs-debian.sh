@@ -13,13 +13,7 @@ fi
 [ "$(id -u)" = 0 ] || { echo "rootfs-debian: must run as root" >&2; exit 1; }
 export PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 command -v debootstrap >/dev/null || { echo "rootfs-debian: debootstrap is missing (apt-get install -y debootstrap)" >&2; exit 1; }
-mirror=${MIRROR:-}
-if [ -z "$mirror" ]; then
-  mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
-    | grep -v '^[[:space:]]*#' | grep -oE '(https?|file)://[^[:space:]]+' | sed 's#/*$##' \
-    | grep -E '/debian$' | head -n 1 || true)
-fi
-mirror=${mirror:-http://deb.debian.org/debian}
+mirror=$("$(dirname "$self")/debian-mirror.sh")
 mkdir -p "$(dirname "$out")"
 work=$(mktemp -d "$(dirname "$(readlink -f "$out")")/.rootfs-debian.XXXXXX")
 root=$work/root

@@ -24,14 +24,7 @@ command -v debootstrap >/dev/null || {
   exit 1
 }
 
-# The Debian mirror of the host's apt sources (one-line or deb822 format), not the security one.
-mirror=${MIRROR:-}
-if [ -z "$mirror" ]; then
-  mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
-    | grep -v '^[[:space:]]*#' | grep -oE '(https?|file)://[^[:space:]]+' | sed 's#/*$##' \
-    | grep -E '/debian$' | head -n 1 || true)
-fi
-mirror=${mirror:-http://deb.debian.org/debian}
+mirror=$("$(dirname "$self")/debian-mirror.sh")
 
 mkdir -p "$(dirname "$out")"
 work=$(mktemp -d "$(dirname "$(readlink -f "$out")")/.rootfs-mariadb.XXXXXX")
