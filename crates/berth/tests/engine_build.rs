@@ -136,6 +136,14 @@ fn dockerfiles_build_cache_and_reproduce() {
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(e.ok(&["inspect", "-f", "{{.Created}}", "app:epoch"]).trim(), "2023-11-14T22:13:20Z");
 
+    // A Dockerfile from outside the context: the docker CLI adds it to the tar, which then ends
+    // without padding or end blocks (as Go's tar reader allows).
+    let outside = e.dir.join("outside.Dockerfile");
+    std::fs::write(&outside, "FROM bb:1\nCOPY conf.ini /conf.ini\nCMD [\"cat\", \"/conf.ini\"]\n").unwrap();
+    let o = docker_build(&e, &["-f", outside.to_str().unwrap(), "-t", "outside:1"], &ctx);
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    assert_eq!(e.ok(&["run", "--rm", "outside:1"]), "[app]\n");
+
     // Our CLI: a Dockerfile on stdin (no context), -q and --iidfile.
     let iid = e.dir.join("iid");
     let mut child = Command::new(BERTH)

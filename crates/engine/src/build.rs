@@ -112,7 +112,7 @@ pub fn handle(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> 
         let r = berth_image::compression::decompress(&mut body)
             .map_err(|e| ApiError::bad(format!("reading the build context: {e}")))
             .and_then(|dec| {
-                berth_image::apply_layer(&context, dec, berth_image::ApplyMode::Flatten)
+                berth_image::apply_layer(&context, PadToBlock::new(dec), berth_image::ApplyMode::Flatten)
                     .map_err(|e| ApiError::bad(format!("the build context is not a valid tar archive: {e}")))
             });
         let _ = std::io::copy(&mut body, &mut std::io::sink());
@@ -175,6 +175,41 @@ pub fn handle(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> 
         }
     }
     out.finish().map_err(io)
+}
+
+/// The docker CLI's context tar when it adds a Dockerfile from outside the context ends right
+/// after that file's data: no padding to the 512-byte block, no end-of-archive blocks (Go's
+/// reader accepts that). This completes the last block at EOF, and nothing more: a stream cut
+/// inside an entry's data still fails as truncated.
+struct PadToBlock<R> {
+    inner: R,
+    read: u64,
+    pad: Option<usize>,
+}
+
+impl<R: Read> PadToBlock<R> {
+    fn new(inner: R) -> Self {
+        PadToBlock { inner, read: 0, pad: None }
+    }
+}
+
+impl<R: Read> Read for PadToBlock<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(left) = self.pad.as_mut() {
+            let n = (*left).min(buf.len());
+            buf[..n].fill(0);
+            *left -= n;
+            return Ok(n);
+        }
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            let left = ((512 - self.read % 512) % 512) as usize;
+            self.pad = Some(left);
+            return if left == 0 { Ok(0) } else { self.read(buf) };
+        }
+        self.read += n as u64;
+        Ok(n)
+    }
 }
 
 /// Remove `dir`, unmounting what is mounted under it first (deepest first).
