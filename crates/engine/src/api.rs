@@ -1035,13 +1035,14 @@ fn wait(d: &Arc<Daemon>, conn: &mut Conn, req: &Request, key: &str) -> ApiResult
         "next-exit" => d.wait_until(&c.id, None, |c| c.state.exits > exits && c.state.status != "restarting"),
         "removed" => {
             let last = d.wait_until(&c.id, None, |c| c.state.exits > exits && !c.running());
-            let code = last.as_ref().map(|c| c.state.exit_code);
+            // Gone before this thread saw it exit (a quick auto-remove): its recorded code.
+            let code = last.as_ref().map(|c| c.state.exit_code).or_else(|| d.removed_exit(&c.id));
             d.wait_until(&c.id, None, |_| false);
             return finish_wait(out, code.unwrap_or(0));
         }
         _ => d.wait_until(&c.id, None, |c| !c.running()),
     };
-    let code = done.map(|c| c.state.exit_code).unwrap_or(0);
+    let code = done.map(|c| c.state.exit_code).or_else(|| d.removed_exit(&c.id)).unwrap_or(0);
     finish_wait(out, code)
 }
 

@@ -163,6 +163,9 @@ pub struct Daemon {
     pub(crate) exe: PathBuf,
     /// Execs (kept in memory, as Docker does): id → record.
     pub(crate) execs: Mutex<BTreeMap<String, crate::exec::Exec>>,
+    /// The last exit code of recently removed containers (the newest 256), for a
+    /// `wait?condition=removed` that wakes only after an auto-remove took the record.
+    removed_exits: Mutex<std::collections::VecDeque<(String, i32)>>,
 }
 
 pub(crate) fn random_id() -> String {
@@ -258,6 +261,7 @@ impl Daemon {
             ops: Mutex::new(()),
             exe,
             execs: Mutex::new(BTreeMap::new()),
+            removed_exits: Mutex::new(std::collections::VecDeque::new()),
         });
         d.load()?;
         // Embedded DNS: a name on a network is a running container's name, alias, hostname or id.
@@ -1254,6 +1258,12 @@ impl Daemon {
     }
 
     /// Wait until `f` holds for the container (or it is gone: `None`), at most `timeout`.
+    /// The last exit code of container `id` if it was removed lately.
+    pub fn removed_exit(&self, id: &str) -> Option<i32> {
+        let q = self.removed_exits.lock().unwrap_or_else(|e| e.into_inner());
+        q.iter().rev().find(|(i, _)| i == id).map(|(_, code)| *code)
+    }
+
     pub fn wait_until(&self, id: &str, timeout: Option<Duration>, f: impl Fn(&Container) -> bool) -> Option<Container> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut all = self.lock();
@@ -1346,7 +1356,16 @@ impl Daemon {
         }
         let going = self.data_root.join("containers").join(format!(".removing-{}", c.id));
         std::fs::rename(&dir, &going).map_err(|e| ApiError::internal(format!("removing container {}: {e}", c.id)))?;
-        self.lock().remove(&c.id);
+        {
+            let mut all = self.lock();
+            if let Some(gone) = all.remove(&c.id) {
+                let mut q = self.removed_exits.lock().unwrap_or_else(|e| e.into_inner());
+                q.push_back((gone.id.clone(), gone.state.exit_code));
+                if q.len() > 256 {
+                    q.pop_front();
+                }
+            }
+        }
         crate::failpoint::hit("rm.renamed");
         for p in self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&c.id).unwrap_or_default() {
             let _ = p.client.shutdown(std::net::Shutdown::Both);
