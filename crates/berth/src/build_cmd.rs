@@ -2,10 +2,9 @@
 //! the daemon's `POST /build`, the build's output shown as it streams back.
 
 use crate::client::{enc, Client, Fail, ReqBody, R};
-use crate::progress::stream_error;
 use clap::Args;
 use serde_json::Value;
-use std::io::{BufRead, Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 const BUILD_LONG: &str = "Build an image from a Dockerfile and a context.
@@ -231,21 +230,15 @@ fn build_with(c: &Client, a: &BuildArgs, tmp: &Path) -> R<i32> {
     let body =
         c.stream_with("POST", &format!("/build?{}", q.join("&")), &[], ReqBody::Stream("application/x-tar", &mut f))?;
     let mut id = String::new();
-    let mut stdout = std::io::stdout();
-    for line in std::io::BufReader::new(body).lines() {
-        let line = line.map_err(|e| Fail(1, format!("reading from the daemon: {e}")))?;
-        let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
-        if let Some(m) = stream_error(&v) {
-            return Err(Fail(1, m));
-        }
-        if let Some(s) = v["stream"].as_str() {
-            let _ = stdout.write_all(s.as_bytes());
-            let _ = stdout.flush();
-        }
-        if let Some(i) = v["aux"]["ID"].as_str() {
-            id = i.to_string();
-        }
-    }
+    crate::image_api::read_messages_with(
+        body,
+        |_| {},
+        |v| {
+            if let Some(i) = v["aux"]["ID"].as_str() {
+                id = i.to_string();
+            }
+        },
+    )?;
     if id.is_empty() {
         return Err(Fail(1, "the build ended without an image ID".into()));
     }

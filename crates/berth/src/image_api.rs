@@ -776,7 +776,13 @@ fn save(c: &Client, a: SaveArgs) -> R<i32> {
 
 /// Read a response's JSON message stream to its end: `stream` text to stdout, `status` lines
 /// through `status`; an error message fails.
-fn read_messages(body: impl Read, mut status: impl FnMut(&str)) -> R<()> {
+fn read_messages(body: impl Read, status: impl FnMut(&str)) -> R<()> {
+    read_messages_with(body, status, |_| {})
+}
+
+/// [`read_messages`], also showing every message to `each` (for `aux`).
+pub(crate) fn read_messages_with(body: impl Read, mut status: impl FnMut(&str), mut each: impl FnMut(&Value)) -> R<()> {
+    let mut stdout = std::io::stdout();
     for line in std::io::BufReader::new(body).lines() {
         let line = line.map_err(|e| Fail(1, format!("reading from the daemon: {e}")))?;
         let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
@@ -784,10 +790,12 @@ fn read_messages(body: impl Read, mut status: impl FnMut(&str)) -> R<()> {
             return Err(Fail(1, m));
         }
         if let Some(s) = v["stream"].as_str() {
-            print!("{s}");
+            let _ = stdout.write_all(s.as_bytes());
+            let _ = stdout.flush();
         } else if let Some(s) = v["status"].as_str() {
             status(s);
         }
+        each(&v);
     }
     Ok(())
 }

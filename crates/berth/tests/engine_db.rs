@@ -128,6 +128,18 @@ fn run_image(e: &Engine, port: u16, image: &str) -> String {
 
 const ROWS: &str = "1\tAda Lovelace\t1815-12-10\n2\tGrace O'Hara\t1906-12-09\n3\tZoë \\ Back\t2000-01-01\n";
 
+/// The three rows, written from the host.
+fn write_rows(e: &Engine, port: u16) {
+    sql_ok(
+        e,
+        port,
+        "seed",
+        "CREATE TABLE crew (id INT PRIMARY KEY, name VARCHAR(64) NOT NULL, born DATE) ENGINE=InnoDB;
+         INSERT INTO crew VALUES (1, 'Ada Lovelace', '1815-12-10'), (2, 'Grace O''Hara', '1906-12-09'),
+                                 (3, 'Zoë \\\\ Back', '2000-01-01');",
+    );
+}
+
 fn read_rows(e: &Engine, port: u16) -> String {
     sql_ok(e, port, "seed", "SELECT id, name, born FROM crew ORDER BY id")
 }
@@ -159,14 +171,7 @@ fn mariadb_from_a_debootstrap_image_keeps_its_rows_on_a_volume() {
     assert_eq!(e.ok(&["port", "db", "3306"]).trim(), format!("127.0.0.1:{port}"));
 
     // Rows written from the host.
-    sql_ok(
-        &e,
-        port,
-        "seed",
-        "CREATE TABLE crew (id INT PRIMARY KEY, name VARCHAR(64) NOT NULL, born DATE) ENGINE=InnoDB;
-         INSERT INTO crew VALUES (1, 'Ada Lovelace', '1815-12-10'), (2, 'Grace O''Hara', '1906-12-09'),
-                                 (3, 'Zoë \\\\ Back', '2000-01-01');",
-    );
+    write_rows(&e, port);
     assert_eq!(read_rows(&e, port), ROWS);
 
     // docker stop: SIGTERM to mariadbd (pid 1), a clean shutdown well within the 10 s timeout.
@@ -260,14 +265,7 @@ fn mariadb_image_built_from_the_example_dockerfile() {
     let port = free_port();
     run_image(&e, port, "seed-mariadb:built");
     wait_ready(&e, port);
-    sql_ok(
-        &e,
-        port,
-        "seed",
-        "CREATE TABLE crew (id INT PRIMARY KEY, name VARCHAR(64) NOT NULL, born DATE) ENGINE=InnoDB;
-         INSERT INTO crew VALUES (1, 'Ada Lovelace', '1815-12-10'), (2, 'Grace O''Hara', '1906-12-09'),
-                                 (3, 'Zoë \\\\ Back', '2000-01-01');",
-    );
+    write_rows(&e, port);
     assert_eq!(read_rows(&e, port), ROWS);
     e.ok(&["rm", "-f", "db"]);
     run_image(&e, port, "seed-mariadb:built");
