@@ -45,9 +45,12 @@ pub struct BuildArgs {
     /// Suppress the build output and print the image ID on success
     #[arg(short, long)]
     quiet: bool,
-    /// Networking mode for RUN instructions: default or none
+    /// Networking mode for RUN instructions: default, none or host (host also allows RUN --network=host)
     #[arg(long)]
     network: Option<String>,
+    /// Secret for RUN --mount=type=secret: id=ID[,src=FILE | ,env=VAR] (neither: the variable ID)
+    #[arg(long = "secret", value_name = "id=ID[,src=FILE|,env=VAR]")]
+    secrets: Vec<String>,
     /// Accepted for docker compatibility (intermediate containers are never kept)
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     rm: bool,
@@ -56,6 +59,40 @@ pub struct BuildArgs {
     force_rm: bool,
     /// Build context: a directory, or `-` for a tar archive or a Dockerfile on stdin
     path: String,
+}
+
+/// A `--secret` value (buildx's syntax): its id and its bytes.
+fn secret(spec: &str) -> R<(String, Vec<u8>)> {
+    let bad = |m: String| Fail(1, format!("invalid --secret {spec:?}: {m}"));
+    let (mut id, mut src, mut env, mut kind) = (None, None, None, None);
+    for field in spec.split(',') {
+        let (k, v) = field.split_once('=').ok_or_else(|| bad(format!("{field:?} is not key=value")))?;
+        match k.trim().to_ascii_lowercase().as_str() {
+            "id" => id = Some(v.to_string()),
+            "src" | "source" => src = Some(v.to_string()),
+            "env" => env = Some(v.to_string()),
+            "type" if v == "file" || v == "env" => kind = Some(v.to_string()),
+            "type" => return Err(bad(format!("unknown type {v:?} (file or env)"))),
+            other => return Err(bad(format!("unknown key {other:?} (id, src, env, type)"))),
+        }
+    }
+    let id = id.filter(|i| !i.is_empty()).ok_or_else(|| bad("id= is required".into()))?;
+    if let (Some(_), Some(_)) = (&src, &env) {
+        return Err(bad("give src= or env=, not both".into()));
+    }
+    let from_env = |var: &str| {
+        std::env::var_os(var)
+            .map(|v| std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec())
+            .ok_or_else(|| bad(format!("environment variable {var} is not set")))
+    };
+    let value = match (src, env, kind.as_deref()) {
+        (Some(f), _, Some("env")) => from_env(&f)?,
+        (Some(f), _, _) => std::fs::read(&f).map_err(|e| bad(format!("reading {f}: {e}")))?,
+        (None, Some(v), _) => from_env(&v)?,
+        (None, None, Some("file")) => std::fs::read(&id).map_err(|e| bad(format!("reading {id}: {e}")))?,
+        (None, None, _) => from_env(&id)?,
+    };
+    Ok((id, value))
 }
 
 /// A .dockerignore matcher for `dir` (none without the file).
@@ -226,9 +263,24 @@ fn build_with(c: &Client, a: &BuildArgs, tmp: &Path) -> R<i32> {
     if let Some(n) = &a.network {
         q.push(format!("networkmode={}", enc(n)));
     }
+    let mut headers = Vec::new();
+    if !a.secrets.is_empty() {
+        use base64::engine::general_purpose::STANDARD as B64;
+        use base64::Engine as _;
+        let mut m = serde_json::Map::new();
+        for s in &a.secrets {
+            let (id, value) = secret(s)?;
+            m.insert(id, Value::String(B64.encode(value)));
+        }
+        headers.push(("X-Berth-Build-Secrets", B64.encode(Value::Object(m).to_string())));
+    }
     let mut f = std::fs::File::open(tmp).map_err(|e| Fail(1, e.to_string()))?;
-    let body =
-        c.stream_with("POST", &format!("/build?{}", q.join("&")), &[], ReqBody::Stream("application/x-tar", &mut f))?;
+    let body = c.stream_with(
+        "POST",
+        &format!("/build?{}", q.join("&")),
+        &headers,
+        ReqBody::Stream("application/x-tar", &mut f),
+    )?;
     let mut id = String::new();
     crate::image_api::read_messages_with(
         body,

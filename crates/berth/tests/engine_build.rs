@@ -167,7 +167,10 @@ fn dockerfiles_build_cache_and_reproduce() {
         ("FROM bb:1\nRUN echo visible-output; exit 3\n", "returned a non-zero code: 3"),
         ("FROM bb:1\nCOPY nothere /x\n", "file not found in build context"),
         ("FROM bb:1\nCOPY ../outside /x\n", "outside the build context"),
-        ("FROM bb:1\nRUN --mount=type=cache,target=/c true\n", "not supported yet"),
+        ("FROM bb:1\nRUN --mount=type=ssh true\n", "type=ssh is not supported"),
+        ("FROM bb:1\nRUN --mount=type=bind,source=nothere,target=/x true\n", "not found in the build context"),
+        ("FROM bb:1\nRUN --mount=type=secret,id=nope,required true\n", "secret nope: not provided"),
+        ("FROM bb:1\nRUN --network=host true\n", "network.host entitlement"),
         ("FROM bb:1 AS a\nFROM a AS b\nCOPY --from=c /x /y\nFROM b AS c\nCOPY --from=b /x /y\n", "circular dependency"),
     ];
     for (df, says) in bad {
@@ -180,6 +183,111 @@ fn dockerfiles_build_cache_and_reproduce() {
             assert!(msg.contains("visible-output") && msg.contains("Dockerfile:2"), "{msg}");
         }
         assert_eq!(e.ok(&["images", "-q", "broken"]), "", "{df}");
+    }
+    assert!(e.mounts_left().is_empty(), "{:?}", e.mounts_left());
+    assert!(!e.dir.join("run/build").exists() || std::fs::read_dir(e.dir.join("run/build")).unwrap().next().is_none());
+}
+
+const MOUNTS_DOCKERFILE: &str = r#"FROM bb:1 AS tools
+RUN mkdir -p /opt/tool && echo tool-v1 > /opt/tool/version
+
+FROM bb:1
+ARG WHO=berth
+WORKDIR /w
+RUN --mount=type=bind,source=data,target=/mnt/data cat /mnt/data/in.txt > /from-bind.txt
+RUN --mount=type=bind,source=data,target=/mnt/data,rw echo scratch > /mnt/data/new.txt && cat /mnt/data/new.txt > /rw.txt
+RUN --mount=type=bind,from=tools,source=/opt/tool,target=/t cat /t/version > /from-stage.txt
+RUN --mount=type=cache,target=/var/cache/app,id=app n=$(cat /var/cache/app/n 2>/dev/null || echo 0); echo $((n+1)) > /var/cache/app/n; cp /var/cache/app/n /cache-count
+RUN --mount=type=tmpfs,target=rel-tmp,size=1m echo x > /w/rel-tmp/f && grep " /w/rel-tmp tmpfs" /proc/mounts | grep -c size=1024k > /tmpfs.txt
+RUN --mount=type=secret,id=tok,required wc -c < /run/secrets/tok > /secret-len && busybox stat -c %a /run/secrets/tok > /secret-mode
+RUN --mount=type=secret,id=tok,env=TOK test "$TOK" = "s3cr"3t && echo env-ok > /secret-env
+RUN <<EOF
+echo one > /hd1
+echo two >> /hd1
+EOF
+RUN cat <<EOF > /hd2 && cat <<-EOT >> /hd2
+hello $WHO
+EOF
+	tabbed
+	EOT
+RUN <<EOF
+#!/bin/sh
+echo "shebang $0" > /hd3
+EOF
+"#;
+
+/// `RUN --mount` of every kind, heredocs in RUN, build secrets (our CLI), `--network host`:
+/// what each mount gave is read back from the image, and no mount point, secret or scratch
+/// write is left in a layer.
+#[test]
+fn run_mounts_heredocs_secrets_and_host_network() {
+    let e = Engine::new("buildmnt");
+    let ctx = e.dir.join("ctx");
+    write(&ctx, "Dockerfile", MOUNTS_DOCKERFILE);
+    write(&ctx, "data/in.txt", "from the context\n");
+    let berth_build = |args: &[&str]| {
+        Command::new(BERTH)
+            .args(["-H", e.sock.to_str().unwrap(), "build"])
+            .args(args)
+            .arg(&ctx)
+            .env("TOKV", "s3cr3t")
+            .output()
+            .unwrap()
+    };
+    let o = berth_build(&["-t", "mnt:1", "--secret", "id=tok,env=TOKV"]);
+    assert!(o.status.success(), "{}{}\n{}", out(&o), err(&o), e.log());
+    let cat = |img: &str, f: &str| e.ok(&["run", "--rm", img, "cat", f]);
+    assert_eq!(cat("mnt:1", "/from-bind.txt"), "from the context\n");
+    assert_eq!(cat("mnt:1", "/rw.txt"), "scratch\n");
+    assert_eq!(cat("mnt:1", "/from-stage.txt"), "tool-v1\n");
+    assert_eq!(cat("mnt:1", "/cache-count"), "1\n");
+    assert_eq!(cat("mnt:1", "/tmpfs.txt"), "1\n");
+    assert_eq!(cat("mnt:1", "/secret-len"), "6\n");
+    assert_eq!(cat("mnt:1", "/secret-mode"), "400\n");
+    assert_eq!(cat("mnt:1", "/secret-env"), "env-ok\n");
+    assert_eq!(cat("mnt:1", "/hd1"), "one\ntwo\n");
+    assert_eq!(cat("mnt:1", "/hd2"), "hello berth\ntabbed\n");
+    assert_eq!(cat("mnt:1", "/hd3"), "shebang /dev/pipes/EOF\n");
+    // Mount points made for the step are gone; /w (the WORKDIR) stays, empty.
+    let ls = e.ok(&["run", "--rm", "mnt:1", "sh", "-c", "ls -a /w; ls -d /mnt /t /run /var 2>&1; true"]);
+    assert!(!ls.contains("rel-tmp"), "{ls}");
+    for gone in ["/mnt:", "/t:", "/run:", "/var:"] {
+        assert!(ls.contains(&format!("{gone} No such file")), "{gone}: {ls}");
+    }
+    // The secret's value is nowhere in the store (snapshots, blobs, cache records).
+    let g = Command::new("grep").args(["-rl", "s3cr3t"]).arg(e.dir.join("data")).output().unwrap();
+    assert_eq!(out(&g), "", "the secret leaked into the store");
+
+    // The cache mount outlives the build: a --no-cache rebuild counts on.
+    let o = berth_build(&["-t", "mnt:2", "--no-cache", "--secret", "id=tok,env=TOKV"]);
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    assert_eq!(cat("mnt:2", "/cache-count"), "2\n");
+    // Unchanged: all from the cache. A changed bind source reruns its step.
+    let o = berth_build(&["-t", "mnt:3", "--secret", "id=tok,env=TOKV"]);
+    assert!(o.status.success() && !out(&o).contains("Running in"), "all cached: {}", out(&o));
+    write(&ctx, "data/in.txt", "changed\n");
+    let o = berth_build(&["-t", "mnt:3", "--secret", "id=tok,env=TOKV"]);
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    assert_eq!(cat("mnt:3", "/from-bind.txt"), "changed\n");
+
+    // --network host: RUN sees the host's interfaces (this daemon's bridge); the default
+    // network does not.
+    write(&ctx, "Dockerfile", "FROM bb:1\nRUN --network=host cat /proc/net/dev > /netdev\n");
+    let o = berth_build(&["-t", "hostnet:1", "--network", "host"]);
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    assert!(cat("hostnet:1", "/netdev").contains(&e.bridge), "the host's interfaces");
+    write(&ctx, "Dockerfile", "FROM bb:1\nRUN cat /proc/net/dev > /netdev\n");
+    let o = berth_build(&["-t", "bridged:1"]);
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    assert!(!cat("bridged:1", "/netdev").contains(&e.bridge));
+    // Bad --secret values are refused before anything is sent.
+    for (bad, says) in [
+        ("src=/x", "id= is required"),
+        ("id=a,env=NOPE_UNSET", "NOPE_UNSET is not set"),
+        ("id=a,src=/nonexistent", "reading /nonexistent"),
+    ] {
+        let o = berth_build(&["--secret", bad]);
+        assert!(!o.status.success() && err(&o).contains(says), "{bad}: {}", err(&o));
     }
     assert!(e.mounts_left().is_empty(), "{:?}", e.mounts_left());
     assert!(!e.dir.join("run/build").exists() || std::fs::read_dir(e.dir.join("run/build")).unwrap().next().is_none());

@@ -28,6 +28,9 @@
 
 pub mod copy;
 pub mod mountpoints;
+pub mod runmount;
+
+pub use runmount::{MountSource, RunMount};
 
 use berth_dockerfile::instruction::{CmdLine, Command, Healthcheck, Network};
 use berth_dockerfile::stages::{walk_stage, Base, BuildPlan, PlanOptions, Platform, Stage};
@@ -56,6 +59,27 @@ pub struct Options {
     pub epoch: Option<u64>,
     /// `--pull`: pull every base image, even one the store has.
     pub pull: bool,
+    /// `--secret`s by id, for `RUN --mount=type=secret`.
+    pub secrets: Secrets,
+    /// The build runs on the host's network (`--network host`): `RUN --network=host` is
+    /// allowed (BuildKit's `network.host` entitlement).
+    pub host_network: bool,
+}
+
+/// Build secrets by id; their values never show in `Debug` output.
+#[derive(Clone, Default)]
+pub struct Secrets(pub BTreeMap<String, Vec<u8>>);
+
+impl Secrets {
+    pub fn get(&self, id: &str) -> Option<&Vec<u8>> {
+        self.0.get(id)
+    }
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 /// A command to run for `RUN`.
@@ -70,6 +94,8 @@ pub struct RunStep<'a> {
     pub user: String,
     pub workdir: String,
     pub network: Network,
+    /// `RUN --mount`s (and a heredoc script), resolved on the host.
+    pub mounts: Vec<RunMount>,
 }
 
 /// What the builder needs from its host: running commands, and images it lacks.
@@ -480,6 +506,10 @@ impl Builder<'_> {
         let content = match &ins.command {
             Command::Copy(c) => Some(self.source_hash(&c.files.sources, c.from.as_deref(), line)?),
             Command::Add(a) => Some(self.source_hash(&a.files.sources, None, line)?),
+            Command::Run(r) if !r.mounts.is_empty() => {
+                let mounts = self.parse_mounts(&st, r, vars, line)?;
+                Some(self.mounts_key(&mounts, line)?)
+            }
             _ => None,
         };
         let mut keyed = format!("{}\n{:?}\n", st.key, ins.command);
@@ -755,30 +785,49 @@ impl Builder<'_> {
         vars: &Vars,
         line: usize,
     ) -> Result<State, BuildError> {
-        if !r.mounts.is_empty() {
-            return Err(err(line, "RUN --mount is not supported yet"));
-        }
         if !r.devices.is_empty() {
             return Err(err(line, "RUN --device is not supported"));
         }
-        if r.network == Network::Host {
-            return Err(err(line, "RUN --network=host needs the network.host entitlement, which berth does not grant"));
+        if r.network == Network::Host && !self.opts.host_network {
+            return Err(err(
+                line,
+                "RUN --network=host needs the network.host entitlement: build with --network host to grant it",
+            ));
         }
+        if r.security == berth_dockerfile::instruction::Security::Insecure {
+            return Err(err(line, "RUN --security=insecure is not supported: berth grants no security.insecure"));
+        }
+        let mounts = self.parse_mounts(&st, r, vars, line)?;
+        // Heredocs as BuildKit runs them: `RUN <<EOF` alone is the script (a file run as
+        // such when it starts with `#!`); otherwise the bodies go back into the shell's text.
+        let mut script: Option<(String, String)> = None;
         let args = match (r.cmd.heredocs.as_slice(), r.cmd.prepend_shell) {
             ([], _) => Self::cmdline(&st, &r.cmd),
+            (_, false) => return Err(err(line, "a heredoc needs RUN's shell form")),
             ([h], true)
-                if r.cmd.args.join(" ").trim().trim_start_matches(['<', '-']).trim_matches(['"', '\'']) == h.name =>
+                if berth_dockerfile::parser::parse_heredoc(r.cmd.args.join(" ").trim()).ok().flatten().is_some() =>
             {
-                let body = if h.expand {
-                    berth_dockerfile::expand::expand_heredoc(&h.text(), vars).map_err(|e| err(line, e.to_string()))?
+                let body = h.text();
+                if body.starts_with("#!") {
+                    script = Some((h.name.clone(), body));
+                    vec![format!("/dev/pipes/{}", h.name)]
                 } else {
-                    h.text()
-                };
+                    let mut v = Self::shell(&st);
+                    v.push(body);
+                    v
+                }
+            }
+            (docs, true) => {
+                let mut full = r.cmd.args.join(" ");
+                for h in docs {
+                    full.push('\n');
+                    full.push_str(&h.content);
+                    full.push_str(&h.name);
+                }
                 let mut v = Self::shell(&st);
-                v.push(body);
+                v.push(full);
                 v
             }
-            _ => return Err(err(line, "RUN with a heredoc as a command's input is not supported yet")),
         };
         // The config's Env, then the build args in effect (ARG values only RUN sees).
         let mut env: Vec<String> = st.image["config"]["Env"]
@@ -796,22 +845,43 @@ impl Builder<'_> {
         }
         let user = st.image["config"]["User"].as_str().unwrap_or("").to_string();
         let workdir = st.image["config"]["WorkingDir"].as_str().filter(|w| !w.is_empty()).unwrap_or("/").to_string();
-        let shown = args.join(" ");
+        let shown = match &script {
+            Some(_) => format!("{} {}", Self::shell(&st).join(" "), r.cmd.args.join(" ")),
+            None => args.join(" "),
+        };
         let network = r.network;
         let mut st = self.with_layer(st, line, |b, root| {
             if !workdir.is_empty() && workdir != "/" {
                 let _ = std::fs::create_dir_all(root.join(workdir.trim_start_matches('/')));
             }
             let id = b.next_id();
+            let prepared = b.prepare_mounts(
+                &mounts,
+                script.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
+                &b.work.join(format!("mounts-{}", &id[..12])),
+                line,
+            )?;
+            env.extend(prepared.env.iter().cloned());
+            let stubs = runmount::stubs(root, &prepared.mounts);
             b.say(&format!(" ---> Running in {}\n", &id[..12]));
-            let step = RunStep { id, rootfs: root, args: args.clone(), env, user, workdir, network };
+            let step = RunStep {
+                id,
+                rootfs: root,
+                args: args.clone(),
+                env,
+                user,
+                workdir,
+                network,
+                mounts: prepared.mounts.clone(),
+            };
             let runner = b.runner;
             let out = &mut *b.out;
-            let code = runner
-                .run(&step, &mut |bytes: &[u8]| out(&String::from_utf8_lossy(bytes)))
-                .map_err(|e| err(line, e))?;
+            let code = runner.run(&step, &mut |bytes: &[u8]| out(&String::from_utf8_lossy(bytes)));
+            runmount::remove_stubs(&stubs);
+            drop(prepared);
+            let code = code.map_err(|e| err(line, e))?;
             if code != 0 {
-                return Err(err(line, format!("The command '{}' returned a non-zero code: {code}", args.join(" "))));
+                return Err(err(line, format!("The command '{shown}' returned a non-zero code: {code}")));
             }
             Ok(())
         })?;

@@ -698,7 +698,7 @@ fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
 }
 
 /// Parses one word as a heredoc opener (`ParseHeredoc`): `[fd]<<[-]WORD`.
-pub(crate) fn parse_heredoc(src: &str) -> Result<Option<Heredoc>, String> {
+pub fn parse_heredoc(src: &str) -> Result<Option<Heredoc>, String> {
     let digits = src.len() - src.trim_start_matches(|c: char| c.is_ascii_digit()).len();
     let Some(after) = src[digits..].strip_prefix("<<") else { return Ok(None) };
     let (chomp, after) = match after.strip_prefix('-') {

@@ -33,6 +33,26 @@ fn json_map(req: &Request, name: &str) -> ApiResult<BTreeMap<String, String>> {
     Ok(o.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
 }
 
+/// Build secrets (berth's extension, for `berth build --secret`): the header
+/// `X-Berth-Build-Secrets`, base64 of a JSON object `{"id": "<base64 of the value>"}`. A
+/// header keeps them out of URLs and logs; the legacy protocol has no other place for them.
+fn secrets(req: &Request) -> ApiResult<berth_build::Secrets> {
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine as _;
+    let Some(h) = req.header("x-berth-build-secrets").filter(|h| !h.is_empty()) else {
+        return Ok(Default::default());
+    };
+    let bad = |m: &str| ApiError::bad(format!("X-Berth-Build-Secrets: {m}"));
+    let raw = B64.decode(h.trim()).ok().ok_or_else(|| bad("not base64"))?;
+    let v: BTreeMap<String, String> = serde_json::from_slice(&raw).map_err(|_| bad("not a JSON object of strings"))?;
+    let mut out = BTreeMap::new();
+    for (id, b64) in v {
+        let value = B64.decode(&b64).ok().ok_or_else(|| bad(&format!("secret {id}: not base64")))?;
+        out.insert(id, value);
+    }
+    Ok(berth_build::Secrets(out))
+}
+
 /// Everything is checked before the body is read.
 fn options(req: &Request) -> ApiResult<(Options, String, Network)> {
     if req.q("remote").is_some_and(|r| !r.is_empty()) {
@@ -62,7 +82,10 @@ fn options(req: &Request) -> ApiResult<(Options, String, Network)> {
     let network = match req.q("networkmode").unwrap_or("") {
         "" | "default" | "bridge" => Network::Default,
         "none" => Network::None,
-        m => return Err(ApiError::bad(format!("build network mode {m:?} is not supported: use default or none"))),
+        "host" => Network::Host,
+        m => {
+            return Err(ApiError::bad(format!("build network mode {m:?} is not supported: use default, none or host")))
+        }
     };
     let mut tags = Vec::new();
     for t in req.q_all("t").into_iter().filter(|t| !t.is_empty()) {
@@ -88,6 +111,8 @@ fn options(req: &Request) -> ApiResult<(Options, String, Network)> {
         labels: json_map(req, "labels")?,
         epoch,
         pull: req.flag("pull"),
+        secrets: secrets(req)?,
+        host_network: network == Network::Host,
     };
     let dockerfile = req.q("dockerfile").filter(|d| !d.is_empty()).unwrap_or("Dockerfile").to_string();
     Ok((opts, dockerfile, network))
@@ -246,26 +271,61 @@ impl Runner for EngineRunner {
         let etc = dir.join("etc");
         std::fs::create_dir_all(&etc).map_err(|e| format!("creating {}: {e}", etc.display()))?;
         let network = if step.network == Network::Default { self.network } else { step.network };
-        let nets: Vec<String> = if network == Network::None { vec![] } else { vec!["bridge".into()] };
-        let attached = d.net.setup(id, &nets, &json!({}), &json!({})).map_err(|e| e.message)?;
+        let host_net = network == Network::Host;
+        let nets: Vec<String> = if network == Network::Default { vec!["bridge".into()] } else { vec![] };
+        let attached =
+            if host_net { vec![] } else { d.net.setup(id, &nets, &json!({}), &json!({})).map_err(|e| e.message)? };
         let r = (|| {
             let hostname = &id[..12];
             let me = attached.first().map(|a| a.ip.as_str()).unwrap_or("127.0.1.1");
+            let hosts = if host_net {
+                std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+            } else {
+                format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{me}\t{hostname}\n")
+            };
             let files = [
                 ("hostname", format!("{hostname}\n")),
-                (
-                    "hosts",
-                    format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{me}\t{hostname}\n"),
-                ),
-                ("resolv.conf", crate::spec::resolv_conf(&json!({}), false, None)),
+                ("hosts", hosts),
+                ("resolv.conf", crate::spec::resolv_conf(&json!({}), host_net, None)),
             ];
             for (f, data) in files {
                 std::fs::write(etc.join(f), data).map_err(|e| format!("writing /etc/{f}: {e}"))?;
             }
             let cfg = json!({"Entrypoint": [], "Cmd": step.args, "Env": step.env, "User": step.user,
                              "WorkingDir": step.workdir, "Hostname": hostname});
-            let host = json!({"NetworkMode": if network == Network::None { "none" } else { "default" }});
+            let mode = match network {
+                Network::None => "none",
+                Network::Host => "host",
+                Network::Default => "default",
+            };
+            let host = json!({"NetworkMode": mode});
             let ns = d.net.netns_path(id);
+            let mounts: Vec<crate::spec::MountPoint> = step
+                .mounts
+                .iter()
+                .map(|m| {
+                    let (kind, source, tmpfs_options) = match &m.source {
+                        berth_build::MountSource::Bind(p) => ("bind", p.display().to_string(), vec![]),
+                        berth_build::MountSource::Tmpfs { size } => {
+                            ("tmpfs", String::new(), size.map(|s| vec![format!("size={s}")]).unwrap_or_default())
+                        }
+                    };
+                    crate::spec::MountPoint {
+                        kind: kind.into(),
+                        name: String::new(),
+                        source,
+                        destination: m.target.clone(),
+                        driver: String::new(),
+                        mode: String::new(),
+                        rw: !m.read_only,
+                        propagation: String::new(),
+                        tmpfs_options,
+                        no_copy: false,
+                        anonymous: false,
+                        create_source: false,
+                    }
+                })
+                .collect();
             let spec = crate::spec::build(&crate::spec::SpecInput {
                 id,
                 cfg: &cfg,
@@ -273,9 +333,9 @@ impl Runner for EngineRunner {
                 image_cfg: &json!({}),
                 rootfs: step.rootfs,
                 files_dir: &etc,
-                mounts: &[],
-                netns: Some(&ns),
-                host_net: false,
+                mounts: &mounts,
+                netns: if host_net { None } else { Some(&ns) },
+                host_net,
             })
             .map_err(|e| e.message)?;
             std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&spec).unwrap_or_default())
@@ -306,7 +366,9 @@ impl Runner for EngineRunner {
             let status = child.wait().map_err(|e| e.to_string())?;
             Ok(status.code().unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)))
         })();
-        d.net.teardown(id);
+        if !host_net {
+            d.net.teardown(id);
+        }
         let _ = std::fs::remove_dir_all(&dir);
         r
     }
