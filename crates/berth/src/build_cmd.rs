@@ -48,6 +48,9 @@ pub struct BuildArgs {
     /// Networking mode for RUN instructions: default, none or host (host also allows RUN --network=host)
     #[arg(long)]
     network: Option<String>,
+    /// Image to take cached layers from (built by berth; pulled when missing); may be repeated
+    #[arg(long = "cache-from", value_name = "IMAGE")]
+    cache_from: Vec<String>,
     /// Secret for RUN --mount=type=secret: id=ID[,src=FILE | ,env=VAR] (neither: the variable ID)
     #[arg(long = "secret", value_name = "id=ID[,src=FILE|,env=VAR]")]
     secrets: Vec<String>,
@@ -259,6 +262,9 @@ fn build_with(c: &Client, a: &BuildArgs, tmp: &Path) -> R<i32> {
     }
     if a.quiet {
         q.push("q=1".into());
+    }
+    if !a.cache_from.is_empty() {
+        q.push(format!("cachefrom={}", enc(&serde_json::to_string(&a.cache_from).unwrap_or_default())));
     }
     if let Some(n) = &a.network {
         q.push(format!("networkmode={}", enc(n)));

@@ -292,3 +292,55 @@ fn run_mounts_heredocs_secrets_and_host_network() {
     assert!(e.mounts_left().is_empty(), "{:?}", e.mounts_left());
     assert!(!e.dir.join("run/build").exists() || std::fs::read_dir(e.dir.join("run/build")).unwrap().next().is_none());
 }
+
+/// `--cache-from`: an image built and pushed by one daemon answers the steps of the same
+/// build on another daemon that has no cache of its own (its layers pulled, never rebuilt),
+/// giving the same image ID; a changed source reruns from that step on.
+#[test]
+fn cache_from_a_pushed_image() {
+    let reg = common::registry::Registry::start("cachefrom", "");
+    let (e1, e2) = (Engine::new("cachefrom1"), Engine::new("cachefrom2"));
+    let base = format!("{}/bb:1", reg.addr);
+    let app = format!("{}/app:1", reg.addr);
+    e1.ok(&["tag", "bb:1", &base]);
+    e1.ok(&["push", &base]);
+    let ctx = e1.dir.join("ctx");
+    write(
+        &ctx,
+        "Dockerfile",
+        &format!(
+            "FROM {base}\nRUN echo one > /one\nCOPY a.txt /a.txt\nRUN cat /a.txt /one > /both\nCMD [\"cat\", \"/both\"]\n"
+        ),
+    );
+    write(&ctx, "a.txt", "alpha\n");
+    let o = docker_build(&e1, &["-t", &app], &ctx);
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    let id1 = e1.ok(&["image", "inspect", "-f", "{{.Id}}", &app]);
+    e1.ok(&["push", &app]);
+
+    // Without --cache-from, the second daemon would run both RUN steps; with it, none.
+    let o = docker_build(&e2, &["-t", "app:2", "--cache-from", &app], &ctx);
+    let log = out(&o);
+    assert!(o.status.success(), "{log}{}", err(&o));
+    assert!(!log.contains("Running in"), "{log}");
+    assert_eq!(log.matches("Using cache (from").count(), 3, "{log}");
+    assert_eq!(e2.ok(&["image", "inspect", "-f", "{{.Id}}", "app:2"]), id1);
+    assert_eq!(e2.ok(&["run", "--rm", "app:2"]), "alpha\none\n");
+
+    // A changed source: the first RUN still comes from the cache, the COPY and the RUN after
+    // it run (our CLI this time).
+    write(&ctx, "a.txt", "beta\n");
+    let o = Command::new(BERTH)
+        .args(["-H", e2.sock.to_str().unwrap(), "build", "-t", "app:3", "--cache-from", &app])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    let log = out(&o);
+    assert!(o.status.success(), "{log}{}", err(&o));
+    assert_eq!(log.matches("Using cache").count(), 1, "the first RUN, from the local cache now: {log}");
+    assert_eq!(log.matches("Running in").count(), 1, "{log}");
+    assert_eq!(e2.ok(&["run", "--rm", "app:3"]), "beta\none\n");
+    // An image that cannot be had is a warning, not a failure.
+    let o = docker_build(&e2, &["-t", "app:4", "--cache-from", "127.0.0.1:1/nothere:1"], &ctx);
+    assert!(o.status.success() && out(&o).contains("WARNING: --cache-from 127.0.0.1:1/nothere:1"), "{}", out(&o));
+}

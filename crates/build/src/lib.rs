@@ -59,6 +59,9 @@ pub struct Options {
     pub epoch: Option<u64>,
     /// `--pull`: pull every base image, even one the store has.
     pub pull: bool,
+    /// `--cache-from`: images whose layers answer steps with the same cache key (pulled
+    /// when missing; one that cannot be had is skipped with a warning, as BuildKit does).
+    pub cache_from: Vec<String>,
     /// `--secret`s by id, for `RUN --mount=type=secret`.
     pub secrets: Secrets,
     /// The build runs on the host's network (`--network host`): `RUN --network=host` is
@@ -143,6 +146,8 @@ struct State {
     image: Value,
     /// CMD was set in this stage (ENTRYPOINT then keeps it).
     cmd_set: bool,
+    /// For each layer, the key of the step of this build that made it ("" for a base's).
+    layer_keys: Vec<String>,
 }
 
 impl State {
@@ -153,6 +158,7 @@ impl State {
             "chains": self.chains.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
             "image": self.image,
             "cmd_set": self.cmd_set,
+            "layer_keys": self.layer_keys,
         })
     }
 
@@ -178,6 +184,14 @@ impl State {
             chains: digests("chains")?,
             image: v["image"].clone(),
             cmd_set: v["cmd_set"].as_bool().unwrap_or(false),
+            layer_keys: v["layer_keys"]
+                .as_array()
+                .map(|a| a.iter().map(|k| k.as_str().unwrap_or("").to_string()).collect())
+                .unwrap_or_default(),
+        })
+        .map(|mut st| {
+            st.layer_keys.resize(st.layers.len(), String::new());
+            st
         })
     }
 
@@ -197,6 +211,11 @@ impl State {
         v
     }
 }
+
+/// The image config field that holds, for each layer, the key of the build step that made it
+/// (empty for a base image's layers): what `--cache-from` matches steps against. Like
+/// BuildKit's inline cache (`moby.buildkit.cache.v0`), and always written.
+pub const INLINE_CACHE: &str = "berth.build.cache.v0";
 
 /// The PATH a stage gets when its base sets none (moby's `system.DefaultPathEnv` on Linux).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -279,6 +298,8 @@ struct Builder<'a> {
     executed: usize,
     seq: u64,
     ignore: Option<berth_dockerfile::PatternMatcher>,
+    /// `--cache-from` images: name, record, and the step key of each layer.
+    cache_from: Vec<(String, ImageRecord, Vec<String>)>,
 }
 
 /// Build `opts.dockerfile` in `context`; `work` is a scratch directory of this build's own
@@ -329,7 +350,9 @@ pub fn build(
         executed: 0,
         seq: 0,
         ignore,
+        cache_from: Vec::new(),
     };
+    b.load_cache_from()?;
     for i in b.plan.order.clone() {
         let st = b.stage(&stages.stages[i])?;
         b.done.insert(i, st);
@@ -344,6 +367,9 @@ pub fn build(
             cfg["Labels"][k] = json!(v);
         }
     }
+    if fin.layer_keys.iter().any(|k| !k.is_empty()) {
+        fin.image[INLINE_CACHE] = json!(fin.layer_keys);
+    }
     fin.image["rootfs"] =
         json!({"type": "layers", "diff_ids": fin.diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>()});
     let bytes = serde_json::to_vec(&fin.image).map_err(|e| plain(e.to_string()))?;
@@ -356,6 +382,39 @@ pub fn build(
 impl Builder<'_> {
     fn say(&mut self, s: &str) {
         (self.out)(s);
+    }
+
+    /// Resolve (or pull) the `--cache-from` images and read their step keys.
+    fn load_cache_from(&mut self) -> Result<(), BuildError> {
+        for name in self.opts.cache_from.clone() {
+            let rec = match self.store.resolve(&name) {
+                Ok(r) => Ok(r),
+                Err(_) => {
+                    let runner = self.runner;
+                    runner
+                        .pull(&name, &mut *self.out)
+                        .and_then(|_| self.store.resolve(&name).map_err(|e| e.to_string()))
+                }
+            };
+            let rec = match rec {
+                Ok(r) => r,
+                Err(e) => {
+                    self.say(&format!("WARNING: --cache-from {name}: {e}: not used\n"));
+                    continue;
+                }
+            };
+            let cfg = self.store.config(&rec).map_err(|e| plain(format!("--cache-from {name}: {e}")))?;
+            let keys: Vec<String> = cfg[INLINE_CACHE]
+                .as_array()
+                .map(|a| a.iter().map(|k| k.as_str().unwrap_or("").to_string()).collect())
+                .unwrap_or_default();
+            if keys.len() != rec.layers.len() {
+                self.say(&format!("WARNING: --cache-from {name}: the image holds no berth build cache record\n"));
+                continue;
+            }
+            self.cache_from.push((name, rec, keys));
+        }
+        Ok(())
     }
 
     fn next_id(&mut self) -> String {
@@ -379,6 +438,7 @@ impl Builder<'_> {
                 chains: vec![],
                 image: json!({"architecture": platform.architecture, "os": platform.os, "config": {}, "history": []}),
                 cmd_set: false,
+                layer_keys: vec![],
             }),
             Base::Stage(i) => {
                 let mut st = self.done.get(&i).cloned().ok_or_else(|| err(stage.line, "base stage not built"))?;
@@ -396,6 +456,9 @@ impl Builder<'_> {
                 if image["config"].is_null() {
                     image["config"] = json!({});
                 }
+                if let Some(o) = image.as_object_mut() {
+                    o.remove(INLINE_CACHE);
+                }
                 Ok(State {
                     key: Digest::of(format!("image {}", rec.id).as_bytes()),
                     layers: rec.layers.clone(),
@@ -403,6 +466,7 @@ impl Builder<'_> {
                     chains: rec.chain_ids.clone(),
                     image,
                     cmd_set: false,
+                    layer_keys: vec![String::new(); rec.layers.len()],
                 })
             }
         }
@@ -540,6 +604,7 @@ impl Builder<'_> {
             }
         }
         st.key = key.clone();
+        let cached_before = self.cached;
         let nop = |s: &str| format!("/bin/sh -c #(nop)  {s}");
         match &ins.command {
             Command::From(_) => return Err(err(line, "FROM inside a stage")),
@@ -700,7 +765,9 @@ impl Builder<'_> {
             }
         }
         if makes_layer {
-            self.executed += 1;
+            if self.cached == cached_before {
+                self.executed += 1;
+            }
             self.cache_put(&st);
         }
         self.say(&format!(" ---> {}\n", &st.key.hex()[..12]));
@@ -722,6 +789,26 @@ impl Builder<'_> {
         }
         let lower: Vec<PathBuf> = st.chains.iter().map(|c| self.store.snapshot_fs(c)).collect();
         mountpoints::in_image(&lower, rel).is_some()
+    }
+
+    /// The layer an image of `--cache-from` has for the step `st.key` names, on exactly
+    /// `st`'s layers: its descriptor, diff id, chain id, and the image's name.
+    fn from_cache_images(&self, st: &State) -> Option<(LayerDesc, Digest, Digest, String)> {
+        if self.opts.no_cache {
+            return None;
+        }
+        let key = st.key.hex();
+        let n = st.layers.len();
+        for (name, rec, keys) in &self.cache_from {
+            if keys.get(n).map(String::as_str) != Some(key) || rec.diff_ids.get(..n) != Some(&st.diff_ids[..]) {
+                continue;
+            }
+            let chain = rec.chain_ids.get(n)?.clone();
+            if self.store.has_snapshot(&chain) && self.store.content().has(&rec.layers[n].digest).unwrap_or(false) {
+                return Some((rec.layers[n].clone(), rec.diff_ids[n].clone(), chain, name.clone()));
+            }
+        }
+        None
     }
 
     fn cache_dir(&self) -> PathBuf {
@@ -755,6 +842,15 @@ impl Builder<'_> {
         line: usize,
         f: impl FnOnce(&mut Self, &Path) -> Result<(), BuildError>,
     ) -> Result<State, BuildError> {
+        if let Some((desc, diff_id, chain, from)) = self.from_cache_images(&st) {
+            self.say(&format!(" ---> Using cache (from {from})\n"));
+            self.cached += 1;
+            st.layers.push(desc);
+            st.diff_ids.push(diff_id);
+            st.chains.push(chain);
+            st.layer_keys.push(st.key.hex().to_string());
+            return Ok(st);
+        }
         let id = self.next_id();
         let dir = self.work.join(&id[..16]);
         let (rw, root) = (dir.join("rw"), dir.join("rootfs"));
@@ -775,6 +871,7 @@ impl Builder<'_> {
         st.layers.push(layer.desc);
         st.diff_ids.push(layer.diff_id);
         st.chains.push(layer.chain);
+        st.layer_keys.push(st.key.hex().to_string());
         Ok(st)
     }
 

@@ -71,9 +71,6 @@ fn options(req: &Request) -> ApiResult<(Options, String, Network)> {
             return Err(ApiError::bad(format!("building for platform {p} is not supported: only {host}")));
         }
     }
-    if req.q("cachefrom").is_some_and(|c| !matches!(c, "" | "[]" | "null")) {
-        return Err(ApiError::bad("--cache-from is not supported yet"));
-    }
     for limit in ["memory", "memswap", "cpushares", "cpuquota", "cpuperiod", "shmsize"] {
         if req.q(limit).is_some_and(|v| !matches!(v, "" | "0")) {
             return Err(ApiError::bad(format!("build resource limits ({limit}) are not supported yet")));
@@ -112,6 +109,12 @@ fn options(req: &Request) -> ApiResult<(Options, String, Network)> {
         epoch,
         pull: req.flag("pull"),
         secrets: secrets(req)?,
+        cache_from: match req.q("cachefrom").filter(|c| !c.is_empty()) {
+            None => vec![],
+            Some(c) => serde_json::from_str::<Option<Vec<String>>>(c)
+                .map_err(|e| ApiError::bad(format!("cachefrom: not a JSON array of image names: {e}")))?
+                .unwrap_or_default(),
+        },
         host_network: network == Network::Host,
     };
     let dockerfile = req.q("dockerfile").filter(|d| !d.is_empty()).unwrap_or("Dockerfile").to_string();
