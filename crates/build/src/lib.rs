@@ -793,7 +793,7 @@ impl Builder<'_> {
 
     /// The layer an image of `--cache-from` has for the step `st.key` names, on exactly
     /// `st`'s layers: its descriptor, diff id, chain id, and the image's name.
-    fn from_cache_images(&self, st: &State) -> Option<(LayerDesc, Digest, Digest, String)> {
+    fn layer_of_cache_images(&self, st: &State) -> Option<(LayerDesc, Digest, Digest, String)> {
         if self.opts.no_cache {
             return None;
         }
@@ -842,7 +842,7 @@ impl Builder<'_> {
         line: usize,
         f: impl FnOnce(&mut Self, &Path) -> Result<(), BuildError>,
     ) -> Result<State, BuildError> {
-        if let Some((desc, diff_id, chain, from)) = self.from_cache_images(&st) {
+        if let Some((desc, diff_id, chain, from)) = self.layer_of_cache_images(&st) {
             self.say(&format!(" ---> Using cache (from {from})\n"));
             self.cached += 1;
             st.layers.push(desc);
