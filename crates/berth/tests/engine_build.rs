@@ -344,3 +344,43 @@ fn cache_from_a_pushed_image() {
     let o = docker_build(&e2, &["-t", "app:4", "--cache-from", "127.0.0.1:1/nothere:1"], &ctx);
     assert!(o.status.success() && out(&o).contains("WARNING: --cache-from 127.0.0.1:1/nothere:1"), "{}", out(&o));
 }
+
+/// `COPY --exclude` (patterns relative to each source) and `COPY --parents` (paths kept from
+/// the context root, or from a `/./` pivot), read back as the file lists BuildKit gives.
+#[test]
+fn copy_exclude_and_parents() {
+    let e = Engine::new("buildcopyx");
+    let ctx = e.dir.join("ctx");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM bb:1\n\
+         COPY --exclude=*.log --exclude=sub/skip src/ /ex/\n\
+         COPY --exclude=*.log src/x.log src/keep.txt /ex-files/\n\
+         COPY --parents a/b/one.txt a/c/two.txt /par/\n\
+         COPY --parents ./a/./b/one.txt /piv/\n\
+         COPY --parents a/b /pd/\n",
+    );
+    for f in ["src/keep.txt", "src/x.log", "src/sub/skip/f", "src/sub/keep2.txt", "a/b/one.txt", "a/c/two.txt"] {
+        write(&ctx, f, f);
+    }
+    let o = docker_build(&e, &["-t", "cx:1"], &ctx);
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    let files =
+        e.ok(&["run", "--rm", "cx:1", "busybox", "find", "/ex", "/ex-files", "/par", "/piv", "/pd", "-type", "f"]);
+    let mut got: Vec<&str> = files.lines().collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "/ex-files/keep.txt",
+            "/ex/keep.txt",
+            "/ex/sub/keep2.txt",
+            "/par/a/b/one.txt",
+            "/par/a/c/two.txt",
+            "/pd/a/b/one.txt",
+            "/piv/b/one.txt"
+        ]
+    );
+    assert_eq!(e.ok(&["run", "--rm", "cx:1", "cat", "/piv/b/one.txt"]), "a/b/one.txt");
+}

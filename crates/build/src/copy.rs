@@ -26,6 +26,12 @@ pub struct Spec {
     pub chmod: Option<String>,
     /// ADD: local tar archives are unpacked at the destination.
     pub unpack: bool,
+    /// COPY `--exclude` patterns (`.dockerignore` syntax), matched against paths relative to
+    /// each source (a file source: its name).
+    pub excludes: Vec<String>,
+    /// COPY `--parents`: a source keeps its path (from the context root, or from a `/./` in
+    /// it) under the destination.
+    pub parents: bool,
 }
 
 fn has_meta(s: &str) -> bool {
@@ -221,6 +227,7 @@ struct Writer<'a> {
     chmod: Option<u32>,
     ignore: Option<&'a PatternMatcher>,
     src_root: &'a Path,
+    exclude: Option<PatternMatcher>,
 }
 
 impl Writer<'_> {
@@ -246,7 +253,7 @@ impl Writer<'_> {
 
     /// Copy source `rel` (file, link or directory) to host path `dst` (not existing, or a
     /// directory that is merged into when `rel` is one).
-    fn put(&self, rel: &Path, dst: &Path) -> Result<(), String> {
+    fn put(&self, rel: &Path, dst: &Path, base: &Path) -> Result<(), String> {
         let src = self.src_root.join(rel);
         let md = std::fs::symlink_metadata(&src).map_err(|e| format!("{}: {e}", rel.display()))?;
         let ft = md.file_type();
@@ -275,7 +282,12 @@ impl Writer<'_> {
                 {
                     continue;
                 }
-                self.put(&r, &dst.join(&n))?;
+                if let (Some(x), Ok(under)) = (&self.exclude, r.strip_prefix(base)) {
+                    if x.matches(&under.to_string_lossy()) {
+                        continue;
+                    }
+                }
+                self.put(&r, &dst.join(&n), base)?;
             }
             return Ok(());
         }
@@ -331,13 +343,29 @@ pub fn copy(src_root: &Path, ignore: Option<&PatternMatcher>, root: &Path, spec:
         ),
         _ => None,
     };
-    let w = Writer { root, uid, gid, chmod, ignore, src_root };
+    let exclude = if spec.excludes.is_empty() {
+        None
+    } else {
+        Some(PatternMatcher::new(&spec.excludes).map_err(|e| format!("invalid --exclude pattern: {e:?}"))?)
+    };
+    let w = Writer { root, uid, gid, chmod, ignore, src_root, exclude };
+    // Each source with the path it keeps under the destination with --parents.
     let mut srcs: Vec<PathBuf> = Vec::new();
+    let mut kept: Vec<PathBuf> = Vec::new();
     for s in &spec.sources {
+        let pivot = match s.split_once("/./") {
+            Some((before, _)) if spec.parents => relative(before)?,
+            _ => PathBuf::new(),
+        };
         for m in matches(src_root, s)? {
             if ignored(ignore, &m) && !m.as_os_str().is_empty() {
                 continue;
             }
+            let name = m.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if w.exclude.as_ref().is_some_and(|x| !name.is_empty() && x.matches(&name)) {
+                continue;
+            }
+            kept.push(m.strip_prefix(&pivot).map(Path::to_path_buf).unwrap_or_else(|_| m.clone()));
             srcs.push(m);
         }
     }
@@ -352,10 +380,15 @@ pub fn copy(src_root: &Path, ignore: Option<&PatternMatcher>, root: &Path, spec:
     };
     let dest_host = resolve_in_root(root, &dest, true)?;
     let dest_is_dir = spec.dest.ends_with('/')
+        || spec.parents
         || spec.dest == "."
         || n > 1
         || std::fs::metadata(&dest_host).map(|m| m.is_dir()).unwrap_or(false);
-    if n > 1 && !spec.dest.ends_with('/') && !std::fs::metadata(&dest_host).map(|m| m.is_dir()).unwrap_or(false) {
+    if n > 1
+        && !spec.parents
+        && !spec.dest.ends_with('/')
+        && !std::fs::metadata(&dest_host).map(|m| m.is_dir()).unwrap_or(false)
+    {
         return Err(format!(
             "When using COPY with more than one source file, the destination must be a directory and end with a /: {}",
             spec.dest
@@ -368,7 +401,14 @@ pub fn copy(src_root: &Path, ignore: Option<&PatternMatcher>, root: &Path, spec:
             Some(i) => t[..i].to_string(),
         }
     };
-    for named in &srcs {
+    for (named, keep) in srcs.iter().zip(&kept) {
+        // --parents: the destination is the directory the kept path puts the source in.
+        let dest = match (spec.parents, keep.parent()) {
+            (true, Some(p)) if !p.as_os_str().is_empty() => {
+                format!("{}/{}", dest.trim_end_matches('/'), p.to_string_lossy())
+            }
+            _ => dest.clone(),
+        };
         // A source that is a symlink is followed (inside the source root): its target is
         // copied under the source's name, as dockerd and BuildKit do.
         let rel = &match std::fs::symlink_metadata(src_root.join(named)) {
@@ -388,16 +428,19 @@ pub fn copy(src_root: &Path, ignore: Option<&PatternMatcher>, root: &Path, spec:
                 .map_err(|e| format!("unpacking {}: {e}", rel.display()))?;
             continue;
         }
-        if is_dir {
+        let name = named.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        if is_dir && spec.parents && !keep.as_os_str().is_empty() {
+            let d = w.mkdirs(&format!("{}/{}", dest.trim_end_matches('/'), name.to_string_lossy()))?;
+            w.put(rel, &d, rel)?;
+        } else if is_dir {
             let d = w.mkdirs(&dest)?;
-            w.put(rel, &d)?;
+            w.put(rel, &d, rel)?;
         } else if dest_is_dir {
             let d = w.mkdirs(&dest)?;
-            let name = named.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-            w.put(rel, &d.join(name))?;
+            w.put(rel, &d.join(name), rel)?;
         } else {
             w.mkdirs(&parent(&dest))?;
-            w.put(rel, &resolve_in_root(root, &dest, false)?)?;
+            w.put(rel, &resolve_in_root(root, &dest, false)?, rel)?;
         }
     }
     for (name, data) in &spec.contents {

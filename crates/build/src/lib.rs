@@ -1019,9 +1019,6 @@ impl Builder<'_> {
     }
 
     fn copy(&mut self, st: State, c: &berth_dockerfile::instruction::Copy, line: usize) -> Result<State, BuildError> {
-        if !c.excludes.is_empty() || c.parents {
-            return Err(err(line, "COPY --exclude and --parents are not supported yet"));
-        }
         // The source tree: the context, a stage's root, or an image's.
         let mut mounted: Option<PathBuf> = None;
         let src_root: PathBuf = match c.from.as_deref() {
@@ -1053,6 +1050,8 @@ impl Builder<'_> {
             chown: c.chown.clone(),
             chmod: c.chmod.clone(),
             unpack: false,
+            excludes: c.excludes.clone(),
+            parents: c.parents,
         };
         let shown = format!("COPY {}", ins_tail(&c.files.sources, &c.files.dest));
         let r = self.with_layer(st, line, |_, root| {
@@ -1086,6 +1085,8 @@ impl Builder<'_> {
             chown: a.chown.clone(),
             chmod: a.chmod.clone(),
             unpack: a.unpack.unwrap_or(true),
+            excludes: vec![],
+            parents: false,
         };
         let ctx = self.context.to_path_buf();
         let ignore = self.ignore.clone();
