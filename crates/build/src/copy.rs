@@ -503,6 +503,8 @@ mod tests {
             chown: None,
             chmod: None,
             unpack: false,
+            excludes: vec![],
+            parents: false,
         };
         copy(&ctx, None, &root, &spec(&["link"], "/l/")).unwrap();
         let md = std::fs::symlink_metadata(root.join("l/link")).unwrap();
