@@ -3,11 +3,14 @@
 //! rules for the destination (a directory when it ends in `/`, when several sources are
 //! copied or when it is one already; a source directory's *contents* are copied), owned by
 //! root unless `--chown`, with `--chmod`; ADD unpacks local tar archives (plain, gzip, zstd).
+//! ADD's remote sources arrive already fetched ([`Fetched`], see [`crate::remote`]): a
+//! download is copied as a file (never unpacked), a repository's tree as a directory.
 //!
 //! Destination paths are resolved inside the root: a symlink on the way is followed as if the
 //! root were `/`, so nothing is ever written outside it.
 
 use berth_dockerfile::PatternMatcher;
+use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -26,6 +29,23 @@ pub struct Spec {
     pub chmod: Option<String>,
     /// ADD: local tar archives are unpacked at the destination.
     pub unpack: bool,
+    /// ADD: the sources fetched from elsewhere, by their text in `sources`.
+    pub fetched: BTreeMap<String, Fetched>,
+}
+
+/// An ADD source fetched into the build's work directory.
+#[derive(Clone, Debug)]
+pub enum Fetched {
+    /// A downloaded file: `dir/name` (its mode and mtime are kept, as for a context file).
+    File { dir: PathBuf, name: String },
+    /// A checked-out tree: its contents are copied, as a source directory's.
+    Tree(PathBuf),
+}
+
+/// A source of one COPY/ADD: a path under the source root, or something fetched.
+enum Item<'s> {
+    Local(PathBuf),
+    Fetched(&'s Fetched),
 }
 
 fn has_meta(s: &str) -> bool {
@@ -332,13 +352,17 @@ pub fn copy(src_root: &Path, ignore: Option<&PatternMatcher>, root: &Path, spec:
         _ => None,
     };
     let w = Writer { root, uid, gid, chmod, ignore, src_root };
-    let mut srcs: Vec<PathBuf> = Vec::new();
+    let mut srcs: Vec<Item> = Vec::new();
     for s in &spec.sources {
+        if let Some(f) = spec.fetched.get(s) {
+            srcs.push(Item::Fetched(f));
+            continue;
+        }
         for m in matches(src_root, s)? {
             if ignored(ignore, &m) && !m.as_os_str().is_empty() {
                 continue;
             }
-            srcs.push(m);
+            srcs.push(Item::Local(m));
         }
     }
     let n = srcs.len() + spec.contents.len();
@@ -368,7 +392,29 @@ pub fn copy(src_root: &Path, ignore: Option<&PatternMatcher>, root: &Path, spec:
             Some(i) => t[..i].to_string(),
         }
     };
-    for named in &srcs {
+    for item in &srcs {
+        let named = match item {
+            Item::Local(p) => p,
+            // Fetched sources: no .dockerignore, never unpacked.
+            Item::Fetched(Fetched::File { dir, name }) => {
+                let fw = Writer { root, uid, gid, chmod, ignore: None, src_root: dir };
+                let rel = Path::new(name);
+                if dest_is_dir {
+                    let d = w.mkdirs(&dest)?;
+                    fw.put(rel, &d.join(name))?;
+                } else {
+                    w.mkdirs(&parent(&dest))?;
+                    fw.put(rel, &resolve_in_root(root, &dest, false)?)?;
+                }
+                continue;
+            }
+            Item::Fetched(Fetched::Tree(tree)) => {
+                let fw = Writer { root, uid, gid, chmod, ignore: None, src_root: tree };
+                let d = w.mkdirs(&dest)?;
+                fw.put(Path::new(""), &d)?;
+                continue;
+            }
+        };
         // A source that is a symlink is followed (inside the source root): its target is
         // copied under the source's name, as dockerd and BuildKit do.
         let rel = &match std::fs::symlink_metadata(src_root.join(named)) {
@@ -460,6 +506,7 @@ mod tests {
             chown: None,
             chmod: None,
             unpack: false,
+            fetched: BTreeMap::new(),
         };
         copy(&ctx, None, &root, &spec(&["link"], "/l/")).unwrap();
         let md = std::fs::symlink_metadata(root.join("l/link")).unwrap();
