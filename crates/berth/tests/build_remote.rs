@@ -238,6 +238,7 @@ fn add_from_http_urls() {
         &format!("FROM bb:1\nCOPY {} /x/\n", srv.url("/files/hello.txt")),
         "source can't be a URL for COPY",
     );
+    refused(&e, &ctx, "FROM bb:1\nADD --exclude=*.md local.txt /x/\n", "ADD --exclude is not supported yet");
     // A server that is not there.
     let dead = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     refused(&e, &ctx, &format!("FROM bb:1\nADD http://127.0.0.1:{dead}/f /x\n"), "failed to GET");

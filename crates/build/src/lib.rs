@@ -506,7 +506,7 @@ impl Builder<'_> {
     }
 
     /// ADD's remote sources, fetched into the work directory (before the cache key, which
-    /// covers their content); COPY's refused.
+    /// covers their content); COPY's refused, as is ADD --exclude (not supported yet).
     fn fetch(&mut self, command: &Command, line: usize) -> Result<(), BuildError> {
         let a = match command {
             Command::Copy(c) => {
@@ -518,6 +518,9 @@ impl Builder<'_> {
                     }
                 }
                 return Ok(());
+            }
+            Command::Add(a) if !a.excludes.is_empty() => {
+                return Err(err(line, "ADD --exclude is not supported yet"));
             }
             Command::Add(a) => a,
             _ => return Ok(()),

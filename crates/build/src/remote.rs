@@ -256,6 +256,10 @@ pub fn checkout(g: &GitRef, dir: &Path, keep_git_dir: bool, checksum: Option<&st
         None => g.remote.clone(),
     };
     let fail = |e: String| format!("failed to fetch {shown}: {e}");
+    // Never an option to git (`#--upload-pack=...`).
+    if g.reference.as_deref().is_some_and(|r| r.starts_with('-')) {
+        return Err(format!("invalid git reference in {shown}: it starts with '-'"));
+    }
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
     git(dir, &["init", "-q"]).map_err(fail)?;
@@ -337,6 +341,15 @@ mod tests {
         );
         assert_eq!(classify("ssh://git@h/r").unwrap(), git_ref("ssh://git@h/r", None, None));
         assert!(classify("ftp://h/f").unwrap_err().contains("unsupported URL scheme"));
+    }
+
+    #[test]
+    fn refs_are_never_options() {
+        let Source::Git(g) = classify("git://h/r#--upload-pack=touch /tmp/x").unwrap() else { panic!() };
+        let dir = std::env::temp_dir().join(format!("berth-remote-test-{}", std::process::id()));
+        let e = checkout(&g, &dir, false, None).unwrap_err();
+        assert!(e.contains("starts with '-'"), "{e}");
+        assert!(!dir.exists());
     }
 
     #[test]
