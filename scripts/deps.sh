@@ -5,7 +5,7 @@ set -euo pipefail
 want=${1:-test}
 pkgs=(busybox-static ca-certificates procps util-linux python3 nftables)
 if [ "$want" = test ]; then
-  pkgs+=(gcc libc6-dev debootstrap mariadb-client iperf3 runc hyperfine docker.io docker-compose podman uidmap iptables skopeo umoci docker-registry openssl time)
+  pkgs+=(gcc libc6-dev debootstrap mariadb-client iperf3 runc hyperfine docker.io docker-compose podman uidmap iptables skopeo umoci docker-registry openssl time git)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

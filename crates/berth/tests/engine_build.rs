@@ -359,20 +359,36 @@ fn copy_exclude_and_parents() {
          COPY --exclude=*.log src/x.log src/keep.txt /ex-files/\n\
          COPY --parents a/b/one.txt a/c/two.txt /par/\n\
          COPY --parents ./a/./b/one.txt /piv/\n\
-         COPY --parents a/b /pd/\n",
+         COPY --parents a/b /pd/\n\
+         ADD --exclude=sub src /add-ex/\n",
     );
     for f in ["src/keep.txt", "src/x.log", "src/sub/skip/f", "src/sub/keep2.txt", "a/b/one.txt", "a/c/two.txt"] {
         write(&ctx, f, f);
     }
     let o = docker_build(&e, &["-t", "cx:1"], &ctx);
     assert!(o.status.success(), "{}{}", out(&o), err(&o));
-    let files =
-        e.ok(&["run", "--rm", "cx:1", "busybox", "find", "/ex", "/ex-files", "/par", "/piv", "/pd", "-type", "f"]);
+    let files = e.ok(&[
+        "run",
+        "--rm",
+        "cx:1",
+        "busybox",
+        "find",
+        "/ex",
+        "/ex-files",
+        "/par",
+        "/piv",
+        "/pd",
+        "/add-ex",
+        "-type",
+        "f",
+    ]);
     let mut got: Vec<&str> = files.lines().collect();
     got.sort();
     assert_eq!(
         got,
         [
+            "/add-ex/keep.txt",
+            "/add-ex/x.log",
             "/ex-files/keep.txt",
             "/ex/keep.txt",
             "/ex/sub/keep2.txt",

@@ -3,11 +3,14 @@
 //! rules for the destination (a directory when it ends in `/`, when several sources are
 //! copied or when it is one already; a source directory's *contents* are copied), owned by
 //! root unless `--chown`, with `--chmod`; ADD unpacks local tar archives (plain, gzip, zstd).
+//! ADD's remote sources arrive already fetched ([`Fetched`], see [`crate::remote`]): a
+//! download is copied as a file (never unpacked), a repository's tree as a directory.
 //!
 //! Destination paths are resolved inside the root: a symlink on the way is followed as if the
 //! root were `/`, so nothing is ever written outside it.
 
 use berth_dockerfile::PatternMatcher;
+use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -32,6 +35,23 @@ pub struct Spec {
     /// COPY `--parents`: a source keeps its path (from the context root, or from a `/./` in
     /// it) under the destination.
     pub parents: bool,
+    /// ADD: the sources fetched from elsewhere, by their text in `sources`.
+    pub fetched: BTreeMap<String, Fetched>,
+}
+
+/// An ADD source fetched into the build's work directory.
+#[derive(Clone, Debug)]
+pub enum Fetched {
+    /// A downloaded file: `dir/name` (its mode and mtime are kept, as for a context file).
+    File { dir: PathBuf, name: String },
+    /// A checked-out tree: its contents are copied, as a source directory's.
+    Tree(PathBuf),
+}
+
+/// A source of one COPY/ADD: a path under the source root, or something fetched.
+enum Item<'s> {
+    Local(PathBuf),
+    Fetched(&'s Fetched),
 }
 
 fn has_meta(s: &str) -> bool {
@@ -350,9 +370,14 @@ pub fn copy(src_root: &Path, ignore: Option<&PatternMatcher>, root: &Path, spec:
     };
     let w = Writer { root, uid, gid, chmod, ignore, src_root, exclude };
     // Each source with the path it keeps under the destination with --parents.
-    let mut srcs: Vec<PathBuf> = Vec::new();
+    let mut srcs: Vec<Item> = Vec::new();
     let mut kept: Vec<PathBuf> = Vec::new();
     for s in &spec.sources {
+        if let Some(f) = spec.fetched.get(s) {
+            srcs.push(Item::Fetched(f));
+            kept.push(PathBuf::new());
+            continue;
+        }
         let pivot = match s.split_once("/./") {
             Some((before, _)) if spec.parents => relative(before)?,
             _ => PathBuf::new(),
@@ -366,7 +391,7 @@ pub fn copy(src_root: &Path, ignore: Option<&PatternMatcher>, root: &Path, spec:
                 continue;
             }
             kept.push(m.strip_prefix(&pivot).map(Path::to_path_buf).unwrap_or_else(|_| m.clone()));
-            srcs.push(m);
+            srcs.push(Item::Local(m));
         }
     }
     let n = srcs.len() + spec.contents.len();
@@ -401,13 +426,35 @@ pub fn copy(src_root: &Path, ignore: Option<&PatternMatcher>, root: &Path, spec:
             Some(i) => t[..i].to_string(),
         }
     };
-    for (named, keep) in srcs.iter().zip(&kept) {
+    for (item, keep) in srcs.iter().zip(&kept) {
         // --parents: the destination is the directory the kept path puts the source in.
         let dest = match (spec.parents, keep.parent()) {
             (true, Some(p)) if !p.as_os_str().is_empty() => {
                 format!("{}/{}", dest.trim_end_matches('/'), p.to_string_lossy())
             }
             _ => dest.clone(),
+        };
+        let named = match item {
+            Item::Local(p) => p,
+            // Fetched sources: no .dockerignore, never unpacked.
+            Item::Fetched(Fetched::File { dir, name }) => {
+                let fw = Writer { root, uid, gid, chmod, ignore: None, src_root: dir, exclude: None };
+                let rel = Path::new(name);
+                if dest_is_dir {
+                    let d = w.mkdirs(&dest)?;
+                    fw.put(rel, &d.join(name), rel)?;
+                } else {
+                    w.mkdirs(&parent(&dest))?;
+                    fw.put(rel, &resolve_in_root(root, &dest, false)?, rel)?;
+                }
+                continue;
+            }
+            Item::Fetched(Fetched::Tree(tree)) => {
+                let fw = Writer { root, uid, gid, chmod, ignore: None, src_root: tree, exclude: None };
+                let d = w.mkdirs(&dest)?;
+                fw.put(Path::new(""), &d, Path::new(""))?;
+                continue;
+            }
         };
         // A source that is a symlink is followed (inside the source root): its target is
         // copied under the source's name, as dockerd and BuildKit do.
@@ -505,6 +552,7 @@ mod tests {
             unpack: false,
             excludes: vec![],
             parents: false,
+            fetched: BTreeMap::new(),
         };
         copy(&ctx, None, &root, &spec(&["link"], "/l/")).unwrap();
         let md = std::fs::symlink_metadata(root.join("l/link")).unwrap();

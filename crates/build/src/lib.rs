@@ -11,14 +11,19 @@
 //!   [`Runner`] (the engine: a container of the runtime, on the build network) to run the
 //!   command there; the upper directory, whiteouts included, becomes the new layer.
 //! - `COPY`/`ADD` write through the same kind of mount, without a container ([`copy`]).
+//!   ADD's URLs and git repositories are fetched by the daemon into the work directory first
+//!   ([`remote`]): a download is a file (mode 0600, never unpacked), a repository's tree is
+//!   copied without its `.git` unless `--keep-git-dir`; `--checksum` pins either.
 //!
 //! # Cache
 //! Every step has a key: sha256 of the parent's key, the expanded instruction, the variables
 //! in effect, the platform and, for COPY/ADD, a hash of the selected sources (path, mode,
-//! content, link target; never mtime). The state after the step (layers, config, history) is
-//! kept under `<image store>/build-cache/<key>.json`; a later build with the same key whose
-//! layers are still in the store reuses it (`---> Using cache`). A no-op rebuild therefore
-//! only hashes the context.
+//! content, link target; never mtime) or, for ADD's remote sources, of what was fetched (a
+//! download's digest, name and `Last-Modified`; a repository's commit): a build with a remote
+//! source fetches it every time, as the legacy builder does. The state after the step
+//! (layers, config, history) is kept under `<image store>/build-cache/<key>.json`; a later
+//! build with the same key whose layers are still in the store reuses it (`---> Using cache`).
+//! A no-op rebuild therefore only hashes the context (and fetches ADD's remote sources).
 //!
 //! # Reproducibility
 //! Times come from `SOURCE_DATE_EPOCH` ([`Options::epoch`]) or else from the base image's
@@ -28,6 +33,7 @@
 
 pub mod copy;
 pub mod mountpoints;
+pub mod remote;
 pub mod runmount;
 
 pub use runmount::{MountSource, RunMount};
@@ -300,6 +306,9 @@ struct Builder<'a> {
     ignore: Option<berth_dockerfile::PatternMatcher>,
     /// `--cache-from` images: name, record, and the step key of each layer.
     cache_from: Vec<(String, ImageRecord, Vec<String>)>,
+    /// The current ADD's remote sources, fetched: by source text, with what the cache key
+    /// takes of them.
+    fetched: BTreeMap<String, (copy::Fetched, String)>,
 }
 
 /// Build `opts.dockerfile` in `context`; `work` is a scratch directory of this build's own
@@ -351,6 +360,7 @@ pub fn build(
         seq: 0,
         ignore,
         cache_from: Vec::new(),
+        fetched: BTreeMap::new(),
     };
     b.load_cache_from()?;
     for i in b.plan.order.clone() {
@@ -564,9 +574,92 @@ impl Builder<'_> {
         }
     }
 
-    /// One instruction: from the cache when its key is known, else executed.
-    fn instruction(&mut self, mut st: State, ins: &Instruction, vars: &Vars) -> Result<State, BuildError> {
+    /// One instruction: from the cache when its key is known, else executed. What an ADD
+    /// fetched is removed afterwards, whatever the outcome.
+    fn instruction(&mut self, st: State, ins: &Instruction, vars: &Vars) -> Result<State, BuildError> {
+        let r = self.instruction_fetched(st, ins, vars);
+        let dirs: Vec<PathBuf> = std::mem::take(&mut self.fetched)
+            .into_values()
+            .map(|(f, _)| match f {
+                copy::Fetched::File { dir, .. } => dir,
+                copy::Fetched::Tree(t) => t,
+            })
+            .collect();
+        for d in dirs {
+            // A tree may be a subdirectory of the checkout: remove from the work dir's child.
+            let top = d.strip_prefix(&self.work).ok().and_then(|r| r.components().next()).map(|c| self.work.join(c));
+            if let Some(t) = top {
+                let _ = std::fs::remove_dir_all(t);
+            }
+        }
+        r
+    }
+
+    /// ADD's remote sources, fetched into the work directory (before the cache key, which
+    /// covers their content); COPY's refused.
+    fn fetch(&mut self, command: &Command, line: usize) -> Result<(), BuildError> {
+        let a = match command {
+            Command::Copy(c) => {
+                for s in &c.files.sources {
+                    match remote::classify(s) {
+                        Ok(remote::Source::Git(_)) => return Err(err(line, "source can't be a git ref for COPY")),
+                        Ok(remote::Source::Http(_)) => return Err(err(line, "source can't be a URL for COPY")),
+                        _ => {}
+                    }
+                }
+                return Ok(());
+            }
+            Command::Add(a) => a,
+            _ => return Ok(()),
+        };
+        let kinds: Vec<remote::Source> =
+            a.files.sources.iter().map(|s| remote::classify(s).map_err(|e| err(line, e))).collect::<Result<_, _>>()?;
+        let want = match &a.checksum {
+            None => None,
+            Some(c) => {
+                if a.files.sources.len() + a.files.contents.len() != 1 {
+                    return Err(err(line, "checksum can't be specified for multiple sources"));
+                }
+                match &kinds[0] {
+                    remote::Source::Local => {
+                        return Err(err(line, "checksum can't be specified for non-HTTP(S) and non-git sources"))
+                    }
+                    remote::Source::Http(_) => Some(remote::parse_checksum(c).map_err(|e| err(line, e))?),
+                    remote::Source::Git(_) => None,
+                }
+            }
+        };
+        for (src, kind) in a.files.sources.iter().zip(kinds) {
+            if self.fetched.contains_key(src) {
+                continue;
+            }
+            let id = self.next_id();
+            let dir = self.work.join(format!("fetch-{}", &id[..12]));
+            let fetched = match kind {
+                remote::Source::Local => continue,
+                remote::Source::Http(url) => {
+                    // Registered before the download so that a failure's leftovers go too.
+                    self.fetched.insert(src.clone(), (copy::Fetched::Tree(dir.clone()), String::new()));
+                    let d = remote::download(&url, &dir, want.as_ref()).map_err(|e| err(line, e))?;
+                    let key = format!("url {url} {} {} {:?}", d.digest, d.name, d.mtime);
+                    (copy::Fetched::File { dir, name: d.name }, key)
+                }
+                remote::Source::Git(g) => {
+                    self.fetched.insert(src.clone(), (copy::Fetched::Tree(dir.clone()), String::new()));
+                    let keep = a.keep_git_dir.unwrap_or(false);
+                    let c = remote::checkout(&g, &dir, keep, a.checksum.as_deref()).map_err(|e| err(line, e))?;
+                    let key = format!("git {} {} {:?} keep={keep}", g.remote, c.commit, g.subdir);
+                    (copy::Fetched::Tree(c.tree), key)
+                }
+            };
+            self.fetched.insert(src.clone(), fetched);
+        }
+        Ok(())
+    }
+
+    fn instruction_fetched(&mut self, mut st: State, ins: &Instruction, vars: &Vars) -> Result<State, BuildError> {
         let line = ins.line;
+        self.fetch(&ins.command, line)?;
         let content = match &ins.command {
             Command::Copy(c) => Some(self.source_hash(&c.files.sources, c.from.as_deref(), line)?),
             Command::Add(a) => Some(self.source_hash(&a.files.sources, None, line)?),
@@ -996,8 +1089,9 @@ impl Builder<'_> {
         }
         let mut h = berth_image::Hasher::new();
         for s in sources {
-            if s.starts_with("http://") || s.starts_with("https://") {
-                h.update(s.as_bytes());
+            if let Some((_, fetched)) = self.fetched.get(s) {
+                h.update(fetched.as_bytes());
+                h.update(b"\n");
                 continue;
             }
             for p in copy::matches(self.context, s).map_err(|e| err(line, e))? {
@@ -1052,6 +1146,7 @@ impl Builder<'_> {
             unpack: false,
             excludes: c.excludes.clone(),
             parents: c.parents,
+            fetched: BTreeMap::new(),
         };
         let shown = format!("COPY {}", ins_tail(&c.files.sources, &c.files.dest));
         let r = self.with_layer(st, line, |_, root| {
@@ -1070,12 +1165,6 @@ impl Builder<'_> {
     }
 
     fn add(&mut self, st: State, a: &berth_dockerfile::instruction::Add, line: usize) -> Result<State, BuildError> {
-        if a.files.sources.iter().any(|s| s.contains("://") || s.starts_with("git@")) {
-            return Err(err(line, "ADD from a URL or git repository is not supported yet"));
-        }
-        if a.checksum.is_some() {
-            return Err(err(line, "ADD --checksum applies to URLs, which are not supported yet"));
-        }
         let workdir = st.image["config"]["WorkingDir"].as_str().unwrap_or("/").to_string();
         let spec = copy::Spec {
             sources: a.files.sources.clone(),
@@ -1085,8 +1174,9 @@ impl Builder<'_> {
             chown: a.chown.clone(),
             chmod: a.chmod.clone(),
             unpack: a.unpack.unwrap_or(true),
-            excludes: vec![],
+            excludes: a.excludes.clone(),
             parents: false,
+            fetched: self.fetched.iter().map(|(s, (f, _))| (s.clone(), f.clone())).collect(),
         };
         let ctx = self.context.to_path_buf();
         let ignore = self.ignore.clone();
