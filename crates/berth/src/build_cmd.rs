@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-const BUILD_LONG: &str = "Build an image from a Dockerfile and a context.
+pub(crate) const BUILD_LONG: &str = "Build an image from a Dockerfile and a context.
 
 The context is a directory (sent to the daemon without what .dockerignore excludes), a tar
 archive on stdin (`-`), or a Dockerfile alone on stdin (`-`, no context). The daemon runs the

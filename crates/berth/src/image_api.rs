@@ -96,6 +96,7 @@ enum Cmd {
     #[command(long_about = IMPORT_LONG)]
     Import(ImportArgs),
     /// Build an image from a Dockerfile
+    #[command(long_about = crate::build_cmd::BUILD_LONG)]
     Build(crate::build_cmd::BuildArgs),
     /// Show the history of an image
     #[command(long_about = HISTORY_LONG)]
