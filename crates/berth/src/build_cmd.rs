@@ -7,13 +7,29 @@ use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-const BUILD_LONG: &str = "Build an image from a Dockerfile and a context.
+pub(crate) const BUILD_LONG: &str = "Build an image from a Dockerfile and a context.
 
 The context is a directory (sent to the daemon without what .dockerignore excludes), a tar
 archive on stdin (`-`), or a Dockerfile alone on stdin (`-`, no context). The daemon runs the
 Dockerfile's stages with a layer cache: an unchanged step is reused (`---> Using cache`).
 Image times come from SOURCE_DATE_EPOCH (a --build-arg) or the base image, so the same inputs
-give the same image ID.";
+give the same image ID.
+
+The image is always kept in the daemon's store; --output (-o) also exports it, as
+`docker buildx build --output` does. Forms (repeatable, at most one to stdout):
+  type=local,dest=DIR       the image's root filesystem written into DIR (created if missing)
+  type=tar[,dest=FILE|-]    the root filesystem as a tar archive (stdout when no dest or -)
+  type=docker,dest=FILE|-   a `docker save` archive of the image (docker load reads it); it is
+                            also an OCI image layout. Without dest: the image stays in the store
+  type=oci[,dest=FILE|-]    an OCI image layout tarball (skopeo oci-archive:, podman load)
+  type=image                the default: the image stays in the store
+  DIR                       short for type=local,dest=DIR
+  -                         short for type=tar,dest=-
+docker, oci and image take name=REF[,REF...] (quote the field for several: '\"name=a,b\"'):
+the archive's image names (default: the -t tags), or the tags given to the image in the store.
+The root filesystem is the image's layers flattened (no /.dockerenv, /etc/hostname or
+mount points added). A file is written beside DEST and renamed into place when complete;
+with stdout as the destination the build's output goes to stderr.";
 
 #[derive(Args, Debug)]
 #[command(long_about = BUILD_LONG)]
@@ -60,6 +76,9 @@ pub struct BuildArgs {
     /// Accepted for docker compatibility (intermediate containers are never kept)
     #[arg(long)]
     force_rm: bool,
+    /// Output destination: type=local|tar|docker|oci|image[,dest=PATH][,name=REF], DIR, or -
+    #[arg(short = 'o', long = "output", value_name = "OUTPUT")]
+    outputs: Vec<String>,
     /// Build context: a directory, or `-` for a tar archive or a Dockerfile on stdin
     path: String,
 }
@@ -157,6 +176,8 @@ pub fn build(c: &Client, a: BuildArgs) -> R<i32> {
 }
 
 fn build_with(c: &Client, a: &BuildArgs, tmp: &Path) -> R<i32> {
+    let outputs = crate::build_output::parse_all(&a.outputs).map_err(|e| Fail(1, e))?;
+    let data_on_stdout = outputs.iter().any(|o| o.dest == crate::build_output::Dest::Stdout);
     let mut dockerfile_name = "Dockerfile".to_string();
     let stdin_df = a.file.as_deref() == Some("-");
     let mut stdin_data: Option<Vec<u8>> = None;
@@ -288,8 +309,11 @@ fn build_with(c: &Client, a: &BuildArgs, tmp: &Path) -> R<i32> {
         ReqBody::Stream("application/x-tar", &mut f),
     )?;
     let mut id = String::new();
-    crate::image_api::read_messages_with(
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    let shown: &mut dyn std::io::Write = if data_on_stdout { &mut err } else { &mut out };
+    crate::image_api::read_messages_to(
         body,
+        shown,
         |_| {},
         |v| {
             if let Some(i) = v["aux"]["ID"].as_str() {
@@ -300,11 +324,16 @@ fn build_with(c: &Client, a: &BuildArgs, tmp: &Path) -> R<i32> {
     if id.is_empty() {
         return Err(Fail(1, "the build ended without an image ID".into()));
     }
-    if a.quiet {
-        println!("{id}");
-    }
     if let Some(p) = &a.iidfile {
         std::fs::write(p, &id).map_err(|e| Fail(1, format!("writing {}: {e}", p.display())))?;
+    }
+    for o in &outputs {
+        crate::build_output::export(c, o, &id, &a.tags)?;
+    }
+    if a.quiet && data_on_stdout {
+        eprintln!("{id}");
+    } else if a.quiet {
+        println!("{id}");
     }
     Ok(0)
 }

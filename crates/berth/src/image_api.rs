@@ -96,6 +96,7 @@ enum Cmd {
     #[command(long_about = IMPORT_LONG)]
     Import(ImportArgs),
     /// Build an image from a Dockerfile
+    #[command(long_about = crate::build_cmd::BUILD_LONG)]
     Build(crate::build_cmd::BuildArgs),
     /// Show the history of an image
     #[command(long_about = HISTORY_LONG)]
@@ -781,8 +782,18 @@ fn read_messages(body: impl Read, status: impl FnMut(&str)) -> R<()> {
 }
 
 /// [`read_messages`], also showing every message to `each` (for `aux`).
-pub(crate) fn read_messages_with(body: impl Read, mut status: impl FnMut(&str), mut each: impl FnMut(&Value)) -> R<()> {
-    let mut stdout = std::io::stdout();
+pub(crate) fn read_messages_with(body: impl Read, status: impl FnMut(&str), each: impl FnMut(&Value)) -> R<()> {
+    read_messages_to(body, &mut std::io::stdout(), status, each)
+}
+
+/// [`read_messages_with`], the `stream` text written to `stdout` (stderr when the command's
+/// stdout carries data, as `berth build -o -` does).
+pub(crate) fn read_messages_to(
+    body: impl Read,
+    stdout: &mut dyn Write,
+    mut status: impl FnMut(&str),
+    mut each: impl FnMut(&Value),
+) -> R<()> {
     for line in std::io::BufReader::new(body).lines() {
         let line = line.map_err(|e| Fail(1, format!("reading from the daemon: {e}")))?;
         let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };

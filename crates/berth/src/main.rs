@@ -4,6 +4,7 @@
 //! which is how dockerd, containerd and podman call an OCI runtime.
 
 mod build_cmd;
+mod build_output;
 mod client;
 mod container_cmd;
 mod daemon_cmd;

@@ -1294,19 +1294,18 @@ fn save(d: &Arc<Daemon>, conn: &mut Conn, names: &[String]) -> ApiResult<()> {
     let out = conn.chunked(200, "application/x-tar").map_err(io)?;
     let mut w = std::io::BufWriter::with_capacity(256 << 10, crate::http::ChunkedWriter(out));
     if let Err(e) = berth_image::docker_archive::save(&d.images, &images, &mut w) {
-        // Mid-stream: the client sees a truncated tar; the connection ends.
+        // Mid-stream: the client sees a truncated tar; the connection ends (left open, a
+        // kept-alive client would wait for the next chunk forever).
         eprintln!("berth daemon: save: {e}");
-        conn_close(w);
+        drop(w);
+        let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+        conn.closed = true;
         return Ok(());
     }
     match w.into_inner() {
         Ok(cw) => cw.0.finish().map_err(io),
         Err(_) => Ok(()),
     }
-}
-
-fn conn_close<W: std::io::Write>(w: W) {
-    drop(w);
 }
 
 /// `POST /images/load`: the request body is a tar; answers Docker's JSON stream.

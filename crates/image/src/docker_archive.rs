@@ -92,9 +92,15 @@ pub fn save(store: &ImageStore, images: &[(ImageRecord, Vec<Reference>)], out: i
             let path = blob_path(diff_id);
             layer_paths.push(path.clone());
             // The size comes from the snapshot, and is checked.
-            let size = store
+            let mut size = store
                 .snapshot_size(chain)
                 .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("layer snapshot {chain} is missing")))?;
+            if size % 512 != 0 || size < 1024 {
+                // Not a tar's length: builds before this fix recorded the layer's file sizes
+                // for its snapshot. Counted from the blob instead.
+                let blob = io::BufReader::new(store.content().open(&l.digest)?);
+                size = io::copy(&mut decompress(blob)?, &mut io::sink()).ctx(format_args!("reading {}", l.digest))?;
+            }
             oci_layers.push(json!({"mediaType": OCI_LAYER, "digest": diff_id.to_string(), "size": size}));
             if !written.insert(path.clone()) {
                 continue;

@@ -842,8 +842,9 @@ impl ImageStore {
             let tmp = self.new_tmp()?;
             let moved = take && fs::remove_dir(tmp.join("fs")).is_ok() && fs::rename(upper, tmp.join("fs")).is_ok();
             if moved {
-                let size = dir_size(&tmp.join("fs"));
-                self.finish_snapshot(tmp, &stats.diff_id, size, &desc, &stats.diff_id, &chain, parent)?;
+                // The uncompressed tar's length, as an unpacked snapshot records it (`save`
+                // writes the layer with it as its size).
+                self.finish_snapshot(tmp, &stats.diff_id, stats.size, &desc, &stats.diff_id, &chain, parent)?;
             } else {
                 drop(tmp);
                 let f = self.content.open(&desc.digest)?;
