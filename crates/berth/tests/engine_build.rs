@@ -9,6 +9,7 @@ mod common;
 use common::engine::{err, out, Engine, BERTH};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 fn docker_build(e: &Engine, args: &[&str], dir: &Path) -> Output {
     Command::new("docker")
@@ -399,4 +400,55 @@ fn copy_exclude_and_parents() {
         ]
     );
     assert_eq!(e.ok(&["run", "--rm", "cx:1", "cat", "/piv/b/one.txt"]), "a/b/one.txt");
+}
+
+/// `docker-compose build` and `up --build` (docker-compose 1.29 through docker-py's build
+/// call): build args, a target (the failing stage it does not need is never built), labels;
+/// an edited source is rebuilt by `up --build` and the new container runs it.
+#[test]
+fn compose_builds() {
+    let e = Engine::new("composebuild");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/compat/compose-build");
+    let dir = e.dir.join("compose-build");
+    std::fs::create_dir_all(dir.join("app")).unwrap();
+    for f in ["docker-compose.yml", "app/Dockerfile", "app/message.txt"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let compose = |args: &[&str]| {
+        let o = Command::new("docker-compose")
+            .args(["-p", "bproj"])
+            .args(args)
+            .current_dir(&dir)
+            .env("DOCKER_HOST", format!("unix://{}", e.sock.display()))
+            .output()
+            .expect("docker-compose (scripts/deps.sh test)");
+        assert!(o.status.success(), "compose {args:?}: {}{}\n{}", out(&o), err(&o), e.log());
+        format!("{}{}", out(&o), err(&o))
+    };
+    let log = compose(&["build"]);
+    assert!(!log.contains("RUN false"), "the unused stage is not built: {log}");
+    assert_eq!(
+        e.ok(&["image", "inspect", "-f", "{{index .Config.Labels \"built.with\"}}", "bproj-app:1"]),
+        "compose\n"
+    );
+    let logs_of = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let logs = compose(&["logs", "--no-color"]);
+            if logs.contains(want) {
+                return logs;
+            }
+            assert!(Instant::now() < deadline, "{want}: {logs}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    compose(&["up", "-d"]);
+    let logs = logs_of("v1");
+    assert!(logs.contains("hello-from-compose"), "{logs}");
+    std::fs::write(dir.join("app/message.txt"), "v2\n").unwrap();
+    compose(&["up", "-d", "--build"]);
+    logs_of("v2");
+    compose(&["down"]);
+    assert_eq!(e.ok(&["ps", "-aq"]), "");
+    assert!(e.mounts_left().is_empty(), "{:?}", e.mounts_left());
 }

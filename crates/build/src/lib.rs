@@ -499,17 +499,17 @@ impl Builder<'_> {
         self.say(&format!("Step {step}/{steps} : {}\n", stage_from_text(stage)));
         let mut st = self.base(stage)?;
         self.say(&format!(" ---> {}\n", &st.key.hex()[..12]));
-        // The base image's ONBUILD triggers run first, and are not inherited.
+        // The base's ONBUILD triggers run first, and are not inherited. A base stage's too:
+        // as if it had been built into an image first (BuildKit since v0.17.1, and the legacy
+        // builder, though that one runs them only for the first stage built on it).
         let mut instructions: Vec<Instruction> = Vec::new();
-        if let Base::Image(_) = self.plan.stages[stage.index].base {
-            for t in st.image["config"]["OnBuild"].as_array().cloned().unwrap_or_default() {
-                let text = t.as_str().unwrap_or("");
-                let df = berth_dockerfile::parse(text)
-                    .map_err(|e| err(stage.line, format!("ONBUILD trigger {text:?}: {e}")))?;
-                for mut ins in df.instructions {
-                    ins.line = stage.line;
-                    instructions.push(ins);
-                }
+        for t in st.image["config"]["OnBuild"].as_array().cloned().unwrap_or_default() {
+            let text = t.as_str().unwrap_or("");
+            let df =
+                berth_dockerfile::parse(text).map_err(|e| err(stage.line, format!("ONBUILD trigger {text:?}: {e}")))?;
+            for mut ins in df.instructions {
+                ins.line = stage.line;
+                instructions.push(ins);
             }
         }
         if st.image["config"]["OnBuild"].is_array() {

@@ -452,7 +452,18 @@ fn route(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
             let name = rest.join("/");
             let rec = d.images.resolve(&name).map_err(|_| ApiError::not_found(format!("No such image: {name}")))?;
             let names = image_names(d, rec.id.as_ref());
-            let v = d.images.docker_inspect(&rec, &names).map_err(|e| ApiError::internal(e.to_string()))?;
+            let mut v = d.images.docker_inspect(&rec, &names).map_err(|e| ApiError::internal(e.to_string()))?;
+            // ContainerConfig (the config of the container that made the last layer) left the
+            // API in 1.45, but docker-compose 1.29 negotiates the newest version and still reads
+            // its Volumes when it recreates a container (a KeyError on Docker 25+): kept.
+            {
+                let cfg = d.images.config(&rec).unwrap_or(Value::Null);
+                v["Container"] = json!("");
+                v["ContainerConfig"] = match &cfg["container_config"] {
+                    Value::Object(o) => Value::Object(o.clone()),
+                    _ => v["Config"].clone(),
+                };
+            }
             conn.json(200, &v).map_err(io)?
         }
         _ => {
