@@ -29,7 +29,13 @@ docker, oci and image take name=REF[,REF...] (quote the field for several: '\"na
 the archive's image names (default: the -t tags), or the tags given to the image in the store.
 The root filesystem is the image's layers flattened (no /.dockerenv, /etc/hostname or
 mount points added). A file is written beside DEST and renamed into place when complete;
-with stdout as the destination the build's output goes to stderr.";
+with stdout as the destination the build's output goes to stderr.
+
+--progress=tty shows the build as BuildKit does on a terminal: a view on stderr redrawn in
+place, one line per step (CACHED when reused) with its time and the running step's last
+output lines; at the end every step with its time, and when a step failed its output. plain
+prints the builder's lines as they come (`Step 2/5 : RUN make`, ` ---> Using cache`, the
+commands' output). auto, the default, is tty when stderr is a terminal, plain otherwise.";
 
 #[derive(Args, Debug)]
 #[command(long_about = BUILD_LONG)]
@@ -79,6 +85,9 @@ pub struct BuildArgs {
     /// Output destination: type=local|tar|docker|oci|image[,dest=PATH][,name=REF], DIR, or -
     #[arg(short = 'o', long = "output", value_name = "OUTPUT")]
     outputs: Vec<String>,
+    /// Type of progress output: auto (tty on a terminal), plain (the builder's lines) or tty
+    #[arg(long, value_name = "TYPE", default_value = "auto")]
+    progress: String,
     /// Build context: a directory, or `-` for a tar archive or a Dockerfile on stdin
     path: String,
 }
@@ -177,6 +186,7 @@ pub fn build(c: &Client, a: BuildArgs) -> R<i32> {
 
 fn build_with(c: &Client, a: &BuildArgs, tmp: &Path) -> R<i32> {
     let outputs = crate::build_output::parse_all(&a.outputs).map_err(|e| Fail(1, e))?;
+    let mode = crate::build_progress::Mode::parse(&a.progress, a.quiet).map_err(|e| Fail(1, e))?;
     let data_on_stdout = outputs.iter().any(|o| o.dest == crate::build_output::Dest::Stdout);
     let mut dockerfile_name = "Dockerfile".to_string();
     let stdin_df = a.file.as_deref() == Some("-");
@@ -302,25 +312,34 @@ fn build_with(c: &Client, a: &BuildArgs, tmp: &Path) -> R<i32> {
         headers.push(("X-Berth-Build-Secrets", B64.encode(Value::Object(m).to_string())));
     }
     let mut f = std::fs::File::open(tmp).map_err(|e| Fail(1, e.to_string()))?;
-    let body = c.stream_with(
-        "POST",
-        &format!("/build?{}", q.join("&")),
-        &headers,
-        ReqBody::Stream("application/x-tar", &mut f),
-    )?;
+    let mut live = (mode == crate::build_progress::Mode::Tty).then(crate::build_progress::Live::start);
     let mut id = String::new();
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     let shown: &mut dyn std::io::Write = if data_on_stdout { &mut err } else { &mut out };
-    crate::image_api::read_messages_to(
-        body,
-        shown,
-        |_| {},
-        |v| {
-            if let Some(i) = v["aux"]["ID"].as_str() {
-                id = i.to_string();
-            }
-        },
-    )?;
+    let result = c
+        .stream_with("POST", &format!("/build?{}", q.join("&")), &headers, ReqBody::Stream("application/x-tar", &mut f))
+        .map_err(Fail::from)
+        .and_then(|body| {
+            let text: &mut dyn std::io::Write = match live.as_mut() {
+                Some(l) => l,
+                None => &mut *shown,
+            };
+            crate::image_api::read_messages_to(
+                body,
+                text,
+                |_| {},
+                |v| {
+                    if let Some(i) = v["aux"]["ID"].as_str() {
+                        id = i.to_string();
+                    }
+                },
+            )
+        });
+    if let Some(l) = live {
+        // The view's end (the failed step's output with it) comes before the error.
+        l.finish(result.is_ok() && !id.is_empty(), shown);
+    }
+    result?;
     if id.is_empty() {
         return Err(Fail(1, "the build ended without an image ID".into()));
     }

@@ -5,6 +5,7 @@
 
 mod build_cmd;
 mod build_output;
+mod build_progress;
 mod client;
 mod container_cmd;
 mod daemon_cmd;
