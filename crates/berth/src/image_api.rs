@@ -1,6 +1,6 @@
 //! Image verbs through the daemon, as the docker CLI speaks them to the Engine API: `pull`,
 //! `push`, `images`, `tag`, `rmi`, `image inspect|history|prune`, `save`, `load`, `import`,
-//! `system df|prune|info`, `login`, `logout` and `version`. (`berth --data-root DIR <verb>` acts
+//! `system df|prune|info`, `builder prune|du`, `login`, `logout` and `version`. (`berth --data-root DIR <verb>` acts
 //! on a store directly instead: `image_cmd`.)
 
 use crate::client::{enc, filters_json, Client, Fail, ReqBody, R};
@@ -55,8 +55,16 @@ const LOGIN_LONG: &str = "Authenticate to a registry (Docker Hub if no server is
     Docker's config.json ($DOCKER_CONFIG/config.json, else ~/.docker/config.json), shared with \
     the docker CLI. Without -u/-p, stored credentials are tried first; on a terminal the missing \
     ones are asked for.";
+const BUILDER_PRUNE_LONG: &str = "Remove build cache.\n\n\
+    Without --all, only dangling cache: step records whose layers are gone or in no tagged image \
+    (builder stages, superseded builds) and RUN --mount=type=cache directories unused for 48 \
+    hours. With --all, every record and every cache mount no running build uses; the next build \
+    runs every step again. --filter until=DURATION keeps what was used more recently; \
+    --keep-storage BYTES removes the least recently used first, only until the cache fits. \
+    Layers only the removed records kept are freed; images are never touched. Asks for \
+    confirmation unless --force.";
 const DF_LONG: &str = "Show Berth disk usage: TYPE TOTAL ACTIVE SIZE RECLAIMABLE for images, \
-    containers, local volumes and the build cache (berth has none). --format takes 'table', \
+    containers, local volumes and the build cache. --format takes 'table', \
     'json' or a Go template over .Type .TotalCount .Active .Size .Reclaimable.";
 
 #[derive(Parser, Debug)]
@@ -111,6 +119,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ImageSub,
     },
+    /// Manage builds: the build cache
+    Builder {
+        #[command(subcommand)]
+        cmd: BuilderSub,
+    },
     /// Manage Berth: disk usage, pruning, information
     System {
         #[command(subcommand)]
@@ -155,6 +168,38 @@ enum ImageSub {
     /// Import the contents from a tarball to create a filesystem image
     #[command(long_about = IMPORT_LONG)]
     Import(ImportArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum BuilderSub {
+    /// Remove build cache
+    #[command(long_about = BUILDER_PRUNE_LONG)]
+    Prune(BuilderPruneArgs),
+    /// Show the build cache's disk usage
+    Du(BuilderDuArgs),
+}
+
+#[derive(Args, Debug)]
+struct BuilderPruneArgs {
+    /// Remove all unused build cache, not just dangling ones
+    #[arg(short, long)]
+    all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    force: bool,
+    /// Provide filter values (e.g. 'until=24h')
+    #[arg(long)]
+    filter: Vec<String>,
+    /// Amount of disk space to keep for cache (bytes, or with a unit: 512m, 2g)
+    #[arg(long, value_parser = parse_bytes)]
+    keep_storage: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+struct BuilderDuArgs {
+    /// Show every record and cache mount
+    #[arg(long)]
+    verbose: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -414,6 +459,8 @@ fn dispatch(c: &Client, host: Option<&str>, cmd: Cmd) -> R<i32> {
         Cmd::Image { cmd: ImageSub::Prune(a) } => prune(c, a),
         Cmd::Login(a) => login(c, a),
         Cmd::Logout(a) => Ok(crate::image_cmd::logout(a.server.as_deref())?),
+        Cmd::Builder { cmd: BuilderSub::Prune(a) } => builder_prune(c, a),
+        Cmd::Builder { cmd: BuilderSub::Du(a) } => builder_du(c, a),
         Cmd::System { cmd: SystemSub::Df(a) } => df(c, a),
         Cmd::System { cmd: SystemSub::Prune(a) } => system_prune(c, a),
         Cmd::System { cmd: SystemSub::Info { format } } => {
@@ -747,6 +794,93 @@ fn prune(c: &Client, a: PruneArgs) -> R<i32> {
     Ok(0)
 }
 
+/// `--keep-storage`: bytes, or a number with a binary unit as Docker's (`512m`, `2GB`).
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: f64 = n.parse().map_err(|_| format!("invalid size: {s:?}"))?;
+    let mult: u64 = match unit.trim_end_matches('b').trim_end_matches('i') {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => return Err(format!("invalid size: {s:?}")),
+    };
+    Ok((n * mult as f64) as u64)
+}
+
+fn builder_prune(c: &Client, a: BuilderPruneArgs) -> R<i32> {
+    if !a.force {
+        let what = if a.all { "all build cache" } else { "all dangling build cache" };
+        if !confirm(&format!("WARNING! This will remove {what}.")) {
+            return Err(Fail(1, "builder prune has been cancelled".into()));
+        }
+    }
+    let mut q = format!("/build/prune?filters={}", enc(&filters_json(&a.filter)?));
+    if a.all {
+        q.push_str("&all=1");
+    }
+    if let Some(k) = a.keep_storage.filter(|k| *k > 0) {
+        q.push_str(&format!("&keep-storage={k}"));
+    }
+    let v = c.call("POST", &q, None)?.json()?;
+    let ids = v["CachesDeleted"].as_array().cloned().unwrap_or_default();
+    if !ids.is_empty() {
+        println!("Deleted build cache objects:");
+        for id in ids {
+            println!("{}", id.as_str().unwrap_or_default());
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", human_size(v["SpaceReclaimed"].as_u64().unwrap_or(0)));
+    Ok(0)
+}
+
+/// `builder du`: the build cache's records and mounts, as `docker buildx du` shows them.
+fn builder_du(c: &Client, a: BuilderDuArgs) -> R<i32> {
+    let v = c.get("/system/df")?;
+    let cache = v["BuildCache"].as_array().cloned().unwrap_or_default();
+    let size = |x: &Value| x["Size"].as_u64().unwrap_or(0);
+    if a.verbose {
+        for x in &cache {
+            println!("ID:\t\t{}", plain(&x["ID"]));
+            println!("Type:\t\t{}", plain(&x["Type"]));
+            println!("Description:\t{}", plain(&x["Description"]));
+            println!("Created at:\t{}", plain(&x["CreatedAt"]));
+            println!("Last used:\t{}", plain(&x["LastUsedAt"]));
+            println!("Shared:\t\t{}", x["Shared"].as_bool().unwrap_or(false));
+            println!("In use:\t\t{}", x["InUse"].as_bool().unwrap_or(false));
+            println!("Size:\t\t{}\n", human_size(size(x)));
+        }
+    } else {
+        let rows: Vec<Value> = cache
+            .iter()
+            .map(|x| {
+                let id = plain(&x["ID"]);
+                let mark = if x["InUse"] == true { "*" } else { "" };
+                json!({"ID": format!("{}{mark}", &id[..id.len().min(25)]), "Reclaimable": x["InUse"] != true && x["Shared"] != true,
+                       "Size": human_size(size(x)), "LastAccessed": ago(berth_runtime::state::parse_rfc3339(&plain(&x["LastUsedAt"])).unwrap_or(0))})
+            })
+            .collect();
+        let header = |f: &str| match f {
+            "LastAccessed" => "LAST ACCESSED".to_string(),
+            other => other.to_uppercase(),
+        };
+        print_formatted("table {{.ID}}\t{{.Reclaimable}}\t{{.Size}}\t{{.LastAccessed}}", &rows, Some(&header))?;
+    }
+    let total: u64 = cache.iter().filter(|x| x["Shared"] != true).map(size).sum();
+    let shared: u64 = cache.iter().filter(|x| x["Shared"] == true).map(size).sum();
+    let reclaimable: u64 = cache.iter().filter(|x| x["Shared"] != true && x["InUse"] != true).map(size).sum();
+    if shared > 0 {
+        println!("Shared:\t\t{}", human_size(shared));
+    }
+    println!("Reclaimable:\t{}", human_size(reclaimable));
+    println!("Total:\t\t{}", human_size(total));
+    Ok(0)
+}
+
 fn save(c: &Client, a: SaveArgs) -> R<i32> {
     if a.output.is_none() && std::io::stdout().is_terminal() {
         return Err(Fail(1, "cowardly refusing to save to a terminal. Use the -o flag or redirect".into()));
@@ -1025,7 +1159,14 @@ fn df(c: &Client, a: DfArgs) -> R<i32> {
             v_total,
             reclaimable(v_idle, v_total),
         ),
-        row("Build Cache", 0, 0, 0, reclaimable(0, 0)),
+        {
+            let bc = list("BuildCache");
+            let own: Vec<&Value> = bc.iter().filter(|x| x["Shared"] != true).collect();
+            let total: u64 = own.iter().map(|x| size(x, "Size")).sum();
+            let idle: u64 = own.iter().filter(|x| x["InUse"] != true).map(|x| size(x, "Size")).sum();
+            let active = bc.iter().filter(|x| x["InUse"] == true).count();
+            row("Build Cache", bc.len(), active, total, reclaimable(idle, total))
+        },
     ];
     if !a.verbose {
         let format = match a.format.as_deref() {

@@ -73,6 +73,7 @@ Images:
 
 System:
   system     Manage Berth (df, prune, info)
+  builder    Manage the build cache (prune, du)
   version    Show the client's version and the daemon's
   daemon     Run the engine: the Docker Engine API on /run/berth/berth.sock
   runtime    Run containers from OCI bundles (runc-compatible; see `berth runtime --help`)
@@ -133,7 +134,7 @@ fn main() {
                 // Global options before the verb: -H passes on, --data-root is the daemon's business.
                 container_cmd::main(without_global(&args, i, "--data-root"))
             }
-            Some("version") => image_api::main(without_global(&args, i, "--data-root")),
+            Some("version" | "builder") => image_api::main(without_global(&args, i, "--data-root")),
             Some("daemon") => {
                 let mut rest = vec![OsString::from("berth daemon")];
                 rest.extend(args.into_iter().skip(i + 1));

@@ -909,11 +909,15 @@ impl Builder<'_> {
     }
 
     fn cache_get(&self, key: &Digest) -> Option<State> {
-        let data = std::fs::read(self.cache_dir().join(format!("{}.json", key.hex()))).ok()?;
+        let path = self.cache_dir().join(format!("{}.json", key.hex()));
+        let data = std::fs::read(&path).ok()?;
         let v: Value = serde_json::from_slice(&data).ok()?;
         let st = State::from_json(key, &v)?;
         let whole = st.chains.iter().all(|c| self.store.has_snapshot(c))
             && st.layers.iter().all(|l| self.store.content().has(&l.digest).unwrap_or(false));
+        // A hit is a use: the record's mtime is its last use (`builder prune`, `system df`).
+        let _ =
+            whole.then(|| std::fs::File::options().write(true).open(&path)?.set_modified(std::time::SystemTime::now()));
         whole.then_some(st)
     }
 

@@ -274,6 +274,8 @@ impl Builder<'_> {
                         .write(true)
                         .open(root.join(format!("{hex}.lock")))
                         .map_err(|x| e(format!("opening the cache mount's lock: {x}")))?;
+                    // The lock's mtime is the mount's last use (`builder prune`, `system df`).
+                    let _ = lock.set_modified(std::time::SystemTime::now());
                     let sharing = m.sharing.unwrap_or(Sharing::Shared);
                     let src = match sharing {
                         Sharing::Shared => {

@@ -120,6 +120,7 @@ fn route(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
         }
         ("GET", ["version"]) => conn.json(200, &version()).map_err(io)?,
         ("POST", ["build"]) => crate::build::handle(d, conn, req)?,
+        ("POST", ["build", "prune"]) => crate::build_prune::handle(d, conn, req)?,
         ("GET", ["info"]) => conn.json(200, &info(d)).map_err(io)?,
         ("GET", ["networks"]) => {
             let filters = parse_filters(req.q("filters"))?;
@@ -960,7 +961,8 @@ fn stats(d: &Arc<Daemon>, conn: &mut Conn, req: &Request, key: &str) -> ApiResul
     out.finish().map_err(io)
 }
 
-/// `GET /system/df`: images, containers (their writable layers) and volumes, with sizes.
+/// `GET /system/df`: images, containers (their writable layers), volumes and the build cache
+/// ([`crate::build_prune::df`]), with sizes.
 fn system_df(d: &Daemon) -> ApiResult<Value> {
     let images = list_images(d)?;
     let cs: Vec<Value> = d
@@ -986,7 +988,10 @@ fn system_df(d: &Daemon) -> ApiResult<Value> {
         })
         .collect();
     let layers: u64 = images.as_array().map(|a| a.iter().filter_map(|i| i["Size"].as_u64()).sum()).unwrap_or(0);
-    Ok(json!({"LayersSize": layers, "Images": images, "Containers": cs, "Volumes": vols, "BuildCache": []}))
+    let cache = crate::build_prune::df(d);
+    let builder: u64 = cache.iter().filter(|c| c["Shared"] != true).filter_map(|c| c["Size"].as_u64()).sum();
+    Ok(json!({"LayersSize": layers, "Images": images, "Containers": cs, "Volumes": vols, "BuildCache": cache,
+              "BuilderSize": builder}))
 }
 
 /// `top`: the host's `ps` (with `ps_args`, default `-ef`), rows of the container's processes.

@@ -177,6 +177,8 @@ pub fn handle(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> 
                 let _ = out.json_line(&json!({"stream": s}));
             }
         };
+        // `builder prune` collects no layers while a build runs (see `build_prune`).
+        let _building = crate::build_prune::BUILDS.read();
         berth_build::build(&d.images, &context, &steps, &opts, &runner, &mut send)
     };
     crate::daemon::trace(&id, "build: built", t0);

@@ -210,7 +210,7 @@ fn reference_matches(pattern: &str, name: &str) -> bool {
 
 /// A point in time for `until`/`since` filters: unix seconds (fractions allowed), RFC 3339,
 /// or a duration before now (`10m`, `24h`, `1h30m`, `500ms`).
-fn time_filter(s: &str) -> ApiResult<i64> {
+pub(crate) fn time_filter(s: &str) -> ApiResult<i64> {
     let bad = || ApiError::bad(format!("invalid time {s:?}: give unix seconds, RFC 3339 or a duration like 24h"));
     if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || c == '.') {
         return s.split('.').next().unwrap_or("").parse::<i64>().map_err(|_| bad());

@@ -22,6 +22,7 @@
 pub mod api;
 pub mod archive;
 pub mod build;
+pub mod build_prune;
 pub mod commit;
 pub mod daemon;
 pub mod events;

@@ -963,10 +963,21 @@ impl ImageStore {
 
     /// Every blob and snapshot an image record or holder reaches is kept; the rest, stale
     /// unpack directories and ingests untouched for a day are removed.
+    ///
+    /// Layers only the build cache (`build-cache/*.json`) refers to are *not* kept: an image
+    /// removal drops them (the records then miss their layers and are no cache hits any
+    /// more). Nor are the layers a build in progress has made but not yet registered: callers
+    /// must not collect while a build runs (the engine's `builder prune` does not).
     pub fn gc(&self) -> Result<GcReport> {
+        self.gc_keeping(&BTreeSet::new(), &BTreeSet::new())
+    }
+
+    /// [`ImageStore::gc`] that also keeps the snapshots (by chain id) `snaps` and the blobs
+    /// `blobs` (the layers of the build-cache records `builder prune` leaves).
+    pub fn gc_keeping(&self, snaps: &BTreeSet<Digest>, blobs: &BTreeSet<Digest>) -> Result<GcReport> {
         let images = self.list()?;
-        let mut keep_blobs: BTreeSet<Digest> = BTreeSet::new();
-        let mut keep_snaps: BTreeSet<String> = BTreeSet::new();
+        let mut keep_blobs: BTreeSet<Digest> = blobs.clone();
+        let mut keep_snaps: BTreeSet<String> = snaps.iter().map(|c| c.hex().to_string()).collect();
         for (rec, _) in &images {
             keep_blobs.insert(rec.id.clone());
             keep_blobs.insert(rec.manifest.clone());
