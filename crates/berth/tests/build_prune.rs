@@ -145,3 +145,48 @@ fn builder_prune_dangling_until_keep_storage_and_all() {
     assert_eq!((recs.len(), mounts.len()), (5, 2));
     assert!(e.mounts_left().iter().all(|m| !m.contains("build-tmp")), "{:?}", e.mounts_left());
 }
+
+/// Image removal while a build runs: the layers the build has made but not yet registered are
+/// not collected (the GC waits for the build's lease); and the build cache outlives `rmi`
+/// (the GC keeps the records' layers, which only `builder prune` drops).
+#[test]
+fn image_gc_during_a_build_and_cache_after_rmi() {
+    let e = Engine::new("gcbuild");
+    let ctx = e.dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM bb:1\nRUN echo junk > /junk\n").unwrap();
+    let o = docker_build(&e, &["-t", "junk:1"], &ctx);
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    let slow = e.dir.join("slow");
+    std::fs::create_dir_all(&slow).unwrap();
+    std::fs::write(slow.join("Dockerfile"), "FROM bb:1\nRUN echo a > /a\nRUN sleep 3\nRUN cat /a > /b\n").unwrap();
+    let build = {
+        let (sock, slow) = (e.sock.clone(), slow.clone());
+        std::thread::spawn(move || {
+            Command::new("docker")
+                .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+                .env("DOCKER_BUILDKIT", "0")
+                .args(["build", "-t", "slow:1"])
+                .arg(&slow)
+                .output()
+                .unwrap()
+        })
+    };
+    // During the sleep: an image removal and a prune, each of which collects garbage.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    // (junk:1 left one cache record; the slow build's first RUN makes the second.)
+    while !std::fs::read_dir(e.dir.join("data/image/build-cache")).is_ok_and(|d| d.count() >= 2) {
+        assert!(std::time::Instant::now() < deadline, "the build did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    e.ok(&["rmi", "junk:1"]);
+    e.ok(&["image", "prune", "-f"]);
+    let o = build.join().unwrap();
+    assert!(o.status.success(), "{}{}\n{}", out(&o), err(&o), e.log());
+    assert_eq!(e.ok(&["run", "--rm", "slow:1", "cat", "/b"]), "a\n");
+    // junk:1's layer outlived rmi as build cache: the same build is a cache hit.
+    let o = docker_build(&e, &["-t", "junk:2"], &ctx);
+    assert!(o.status.success() && out(&o).contains("Using cache"), "{}{}", out(&o), err(&o));
+    assert_eq!(e.ok(&["run", "--rm", "junk:2", "cat", "/junk"]), "junk\n");
+}

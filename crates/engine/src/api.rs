@@ -1209,7 +1209,10 @@ fn pull(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
     let p = StreamProgress { out: std::sync::Mutex::new(out) };
     let shown = r.tag().map(|t| t.to_string()).unwrap_or_else(|| r.digest().map(|d| d.to_string()).unwrap_or_default());
     p.send(json!({"status": format!("Pulling from {}", r.familiar_name()), "id": shown}));
-    match berth_registry::pull::pull(&client, &d.images, &r, &platform, &p) {
+    let lease = d.images.lease();
+    let pulled = berth_registry::pull::pull(&client, &d.images, &r, &platform, &p);
+    drop(lease);
+    match pulled {
         Ok(o) => {
             p.send(json!({"status": format!("Digest: {}", o.digest)}));
             let what = if o.downloaded { "Downloaded newer image for" } else { "Image is up to date for" };
@@ -1329,7 +1332,9 @@ fn load(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> {
     let _ = req; // `quiet` only silences progress, which load does not send
     let result = {
         let mut body = std::io::BufReader::with_capacity(256 << 10, conn.body_reader());
+        let lease = d.images.lease();
         let r = berth_image::docker_archive::load(&d.images, &mut body);
+        drop(lease);
         // Whatever the loader left unread (tar padding) is drained: the connection stays in step.
         let _ = std::io::copy(&mut body, &mut std::io::sink());
         r

@@ -243,6 +243,7 @@ fn forget_layer(d: &Daemon, layer: &berth_image::imagestore::NewLayer) {
 
 /// `POST /commit`: answers 201 `{"Id": "sha256:..."}`.
 pub fn commit(d: &Daemon, conn: &mut Conn, req: &Request) -> ApiResult<()> {
+    let _lease = d.images.lease();
     let body = conn.json_body(req)?;
     let key = req.q("container").unwrap_or("");
     if key.is_empty() {

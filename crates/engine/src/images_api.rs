@@ -23,6 +23,7 @@ fn drain(conn: &mut Conn) {
 /// through the same code as `berth import`. Answers Docker's JSON stream, ending with
 /// `{"status":"sha256:..."}`. Nothing is stored unless the whole import succeeds.
 pub fn import(d: &Daemon, conn: &mut Conn, req: &Request) -> ApiResult<()> {
+    let _lease = d.images.lease();
     let prepared = prepare_import(req);
     let opts = match prepared {
         Ok(o) => o,

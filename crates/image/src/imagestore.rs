@@ -116,6 +116,32 @@ pub struct ImageStore {
     content: Store,
     /// Set by [`ImageStore::open_held`]: the lock and the database, open for the store's life.
     held: Option<(fs::File, Database)>,
+    /// Leases held by operations whose new layers no image reaches yet (builds, pulls, loads,
+    /// commits), and whether a GC was asked for meanwhile (it runs when the last one ends).
+    leases: std::sync::Mutex<(usize, bool)>,
+}
+
+/// A hold on the store's GC ([`ImageStore::lease`]): while any lease lives, a GC is put off
+/// until the last one is dropped, so layers made but not yet registered are never collected.
+pub struct Lease<'a> {
+    store: &'a ImageStore,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let run = {
+            let mut l = self.store.leases.lock().unwrap_or_else(|e| e.into_inner());
+            l.0 -= 1;
+            let run = l.0 == 0 && l.1;
+            if run {
+                l.1 = false;
+            }
+            run
+        };
+        if run {
+            let _ = self.store.gc();
+        }
+    }
 }
 
 /// ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln)).
@@ -211,7 +237,7 @@ impl ImageStore {
             fs::create_dir_all(&d).ctx(format_args!("creating {}", d.display()))?;
         }
         let content = Store::new(root.join("content"))?;
-        let s = ImageStore { root, content, held: None };
+        let s = ImageStore { root, content, held: None, leases: Default::default() };
         s.init_schema()?;
         Ok(s)
     }
@@ -961,20 +987,59 @@ impl ImageStore {
         Ok(rel)
     }
 
-    /// Every blob and snapshot an image record or holder reaches is kept; the rest, stale
-    /// unpack directories and ingests untouched for a day are removed.
-    ///
-    /// Layers only the build cache (`build-cache/*.json`) refers to are *not* kept: an image
-    /// removal drops them (the records then miss their layers and are no cache hits any
-    /// more). Nor are the layers a build in progress has made but not yet registered: callers
-    /// must not collect while a build runs (the engine's `builder prune` does not).
+    /// Hold off GC while an operation makes layers no image reaches yet (see [`Lease`]).
+    pub fn lease(&self) -> Lease<'_> {
+        self.leases.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
+        Lease { store: self }
+    }
+
+    /// Whether a lease is held; if so, the GC asked for is noted to run when it ends.
+    fn gc_put_off(&self) -> bool {
+        let mut l = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        if l.0 > 0 {
+            l.1 = true;
+        }
+        l.0 > 0
+    }
+
+    /// Every blob and snapshot an image record or a build-cache record (`build-cache/*.json`,
+    /// removed by `builder prune`) reaches is kept; the rest, stale unpack directories and
+    /// ingests untouched for a day are removed. While a [`Lease`] is held nothing is removed
+    /// (an empty report): the collection runs when the last lease ends.
     pub fn gc(&self) -> Result<GcReport> {
-        self.gc_keeping(&BTreeSet::new(), &BTreeSet::new())
+        let (snaps, blobs) = self.build_cache_refs();
+        self.gc_keeping(&snaps, &blobs)
+    }
+
+    /// The snapshots (chain ids) and blobs the build-cache records refer to.
+    pub fn build_cache_refs(&self) -> (BTreeSet<Digest>, BTreeSet<Digest>) {
+        let (mut snaps, mut blobs) = (BTreeSet::new(), BTreeSet::new());
+        for e in fs::read_dir(self.root.join("build-cache")).into_iter().flatten().flatten() {
+            if !e.file_name().to_string_lossy().ends_with(".json") {
+                continue;
+            }
+            let Ok(v) = fs::read(e.path())
+                .map_err(|_| ())
+                .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).map_err(|_| ()))
+            else {
+                continue;
+            };
+            for c in v["chains"].as_array().into_iter().flatten().filter_map(|c| c.as_str()) {
+                snaps.extend(Digest::parse(c).ok());
+            }
+            for l in v["layers"].as_array().into_iter().flatten().filter_map(|l| l["digest"].as_str()) {
+                blobs.extend(Digest::parse(l).ok());
+            }
+        }
+        (snaps, blobs)
     }
 
     /// [`ImageStore::gc`] that also keeps the snapshots (by chain id) `snaps` and the blobs
     /// `blobs` (the layers of the build-cache records `builder prune` leaves).
     pub fn gc_keeping(&self, snaps: &BTreeSet<Digest>, blobs: &BTreeSet<Digest>) -> Result<GcReport> {
+        if self.gc_put_off() {
+            return Ok(GcReport::default());
+        }
         let images = self.list()?;
         let mut keep_blobs: BTreeSet<Digest> = blobs.clone();
         let mut keep_snaps: BTreeSet<String> = snaps.iter().map(|c| c.hex().to_string()).collect();
