@@ -6,20 +6,8 @@
 
 mod common;
 
-use common::engine::{err, out, Engine, BERTH};
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn docker_build(e: &Engine, args: &[&str], dir: &Path) -> Output {
-    Command::new("docker")
-        .env("DOCKER_HOST", format!("unix://{}", e.sock.display()))
-        .env("DOCKER_BUILDKIT", "0")
-        .arg("build")
-        .args(args)
-        .arg(dir)
-        .output()
-        .unwrap()
-}
+use common::engine::{docker_build, err, out, Engine, BERTH};
+use std::process::Command;
 
 const DOCKERFILE: &str = r#"FROM bb:1 AS builder
 RUN dd if=/dev/urandom of=/big bs=1024 count=300 2>/dev/null && echo built > /small

@@ -8,25 +8,14 @@
 
 mod common;
 
-use common::engine::{err, out, Engine, BERTH};
+use common::engine::{docker_build, err, out, Engine, BERTH};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn docker_build(e: &Engine, args: &[&str], dir: &Path) -> Output {
-    Command::new("docker")
-        .env("DOCKER_HOST", format!("unix://{}", e.sock.display()))
-        .env("DOCKER_BUILDKIT", "0")
-        .arg("build")
-        .args(args)
-        .arg(dir)
-        .output()
-        .unwrap()
-}
 
 fn write(dir: &Path, name: &str, data: &[u8]) {
     let p = dir.join(name);

@@ -563,17 +563,7 @@ fn stats_from_cgroups_and_events() {
 fn compose_up_ps_down() {
     let e = Engine::new("compose");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/compat/compose");
-    let compose = |args: &[&str]| {
-        let o = Command::new("docker-compose")
-            .args(["-p", "bproj"])
-            .args(args)
-            .current_dir(&dir)
-            .env("DOCKER_HOST", format!("unix://{}", e.sock.display()))
-            .output()
-            .expect("docker-compose (scripts/deps.sh test)");
-        assert!(o.status.success(), "compose {args:?}: {}{}\n{}", out(&o), err(&o), e.log());
-        out(&o)
-    };
+    let compose = |args: &[&str]| out(&common::engine::compose(&e, &dir, args));
     compose(&["up", "-d"]);
     let ps = compose(&["ps"]);
     assert!(ps.contains("bproj_db_1") && ps.contains("bproj_web_1"), "{ps}");

@@ -6,21 +6,10 @@
 
 mod common;
 
-use common::engine::{err, out, Engine, BERTH};
+use common::engine::{docker_build, err, out, Engine, BERTH};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn docker_build(e: &Engine, args: &[&str], dir: &Path) -> Output {
-    Command::new("docker")
-        .env("DOCKER_HOST", format!("unix://{}", e.sock.display()))
-        .env("DOCKER_BUILDKIT", "0")
-        .arg("build")
-        .args(args)
-        .arg(dir)
-        .output()
-        .unwrap()
-}
 
 fn write(dir: &Path, name: &str, data: &str) {
     let p = dir.join(name);
@@ -415,14 +404,7 @@ fn compose_builds() {
         std::fs::copy(src.join(f), dir.join(f)).unwrap();
     }
     let compose = |args: &[&str]| {
-        let o = Command::new("docker-compose")
-            .args(["-p", "bproj"])
-            .args(args)
-            .current_dir(&dir)
-            .env("DOCKER_HOST", format!("unix://{}", e.sock.display()))
-            .output()
-            .expect("docker-compose (scripts/deps.sh test)");
-        assert!(o.status.success(), "compose {args:?}: {}{}\n{}", out(&o), err(&o), e.log());
+        let o = common::engine::compose(&e, &dir, args);
         format!("{}{}", out(&o), err(&o))
     };
     let log = compose(&["build"]);

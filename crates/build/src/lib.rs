@@ -1116,20 +1116,26 @@ impl Builder<'_> {
             .map(|s| s.index)
     }
 
+    /// The layers (chain ids) of `from`: a built stage (by name or index), or else an image
+    /// (pulled when missing).
+    fn chains_of(&mut self, from: &str, line: usize) -> Result<Vec<Digest>, BuildError> {
+        match self.source_stage(from) {
+            Some(i) => self
+                .done
+                .get(&i)
+                .map(|s| s.chains.clone())
+                .ok_or_else(|| err(line, format!("stage {from} is not built"))),
+            None => Ok(self.image(from, line)?.chain_ids),
+        }
+    }
+
     fn copy(&mut self, st: State, c: &berth_dockerfile::instruction::Copy, line: usize) -> Result<State, BuildError> {
         // The source tree: the context, a stage's root, or an image's.
         let mut mounted: Option<PathBuf> = None;
         let src_root: PathBuf = match c.from.as_deref() {
             None => self.context.to_path_buf(),
             Some(f) => {
-                let chains = match self.source_stage(f) {
-                    Some(i) => self
-                        .done
-                        .get(&i)
-                        .map(|s| s.chains.clone())
-                        .ok_or_else(|| err(line, format!("stage {f} is not built")))?,
-                    None => self.image(f, line)?.chain_ids,
-                };
+                let chains = self.chains_of(f, line)?;
                 let id = self.next_id();
                 let dir = self.work.join(format!("from-{}", &id[..12]));
                 let root = dir.join("rootfs");

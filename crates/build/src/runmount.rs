@@ -312,14 +312,7 @@ impl Builder<'_> {
                     let root = match m.from.as_deref() {
                         None => self.context.to_path_buf(),
                         Some(f) => {
-                            let chains = match self.source_stage(f) {
-                                Some(i) => self
-                                    .done
-                                    .get(&i)
-                                    .map(|s| s.chains.clone())
-                                    .ok_or_else(|| e(format!("stage {f} is not built")))?,
-                                None => self.image(f, line)?.chain_ids,
-                            };
+                            let chains = self.chains_of(f, line)?;
                             let root = dir.join(format!("from-{n}"));
                             self.store
                                 .mount_chain(&chains, &dir.join(format!("from-{n}-rw")), &root)

@@ -202,3 +202,28 @@ pub fn out(o: &Output) -> String {
 pub fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// `docker build` with the legacy builder (`DOCKER_BUILDKIT=0`) against `e`'s daemon.
+pub fn docker_build(e: &Engine, args: &[&str], dir: &Path) -> Output {
+    Command::new("docker")
+        .env("DOCKER_HOST", format!("unix://{}", e.sock.display()))
+        .env("DOCKER_BUILDKIT", "0")
+        .arg("build")
+        .args(args)
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
+/// `docker-compose -p bproj ARGS` in `dir` against `e`'s daemon, which must succeed.
+pub fn compose(e: &Engine, dir: &Path, args: &[&str]) -> Output {
+    let o = Command::new("docker-compose")
+        .args(["-p", "bproj"])
+        .args(args)
+        .current_dir(dir)
+        .env("DOCKER_HOST", format!("unix://{}", e.sock.display()))
+        .output()
+        .expect("docker-compose (scripts/deps.sh test)");
+    assert!(o.status.success(), "compose {args:?}: {}{}\n{}", out(&o), err(&o), e.log());
+    o
+}
