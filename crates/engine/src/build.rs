@@ -177,8 +177,6 @@ pub fn handle(d: &Arc<Daemon>, conn: &mut Conn, req: &Request) -> ApiResult<()> 
                 let _ = out.json_line(&json!({"stream": s}));
             }
         };
-        // `builder prune` collects no layers while a build runs (see `build_prune`).
-        let _building = crate::build_prune::BUILDS.read();
         // No layer GC until the image that reaches the new layers is registered.
         let _lease = d.images.lease();
         berth_build::build(&d.images, &context, &steps, &opts, &runner, &mut send)

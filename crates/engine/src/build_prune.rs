@@ -30,11 +30,11 @@
 //!   sizes and cache mounts') is no larger than that. `max-used-space` and `min-free-space`
 //!   are refused (400).
 //!
-//! Then the layers nothing else keeps are collected: [`berth_image::ImageStore::gc_keeping`]
-//! keeps every image's layers and those of the records left. While a build runs this step
-//! is skipped (a build's new layers are in no image until it ends, and not always in a
-//! record yet): builds hold [`BUILDS`] shared, prune tries it exclusively. Records and cache
-//! mounts are still removed then (a running build that misses a record just runs the step).
+//! Then the layers nothing else keeps are collected: [`berth_image::ImageStore::gc`] keeps
+//! every image's layers and those of the records left. While a build runs (it holds an
+//! [`berth_image::imagestore::Lease`]) the collection is put off until it ends; records and
+//! cache mounts are still removed then (a running build that misses a record just runs the
+//! step).
 //! The answer is `{"CachesDeleted": [ids], "SpaceReclaimed": bytes}`: the record keys and
 //! cache-mount names removed, and the bytes of the files, directories, snapshots and blobs
 //! removed.
@@ -49,12 +49,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
 use std::time::{Duration, SystemTime};
-
-/// Builds hold this shared for their whole run; `builder prune` collects layers only when it
-/// can take it exclusively.
-pub static BUILDS: RwLock<()> = RwLock::new(());
 
 /// Cache mounts unused for this long go with a default prune.
 const MOUNT_MAX_IDLE: Duration = Duration::from_secs(48 * 3600);
@@ -388,17 +383,10 @@ fn prune(d: &Daemon, o: &Opts) -> ApiResult<Value> {
             }
         }
     }
-    // The layers only the removed records kept; none while a build runs.
+    // The layers only the removed records kept (the GC keeps what images and the records left
+    // reach); while a build (or a pull...) holds a lease the GC runs when it ends instead.
     if !deleted.is_empty() {
-        if let Ok(_quiet) = BUILDS.try_write() {
-            let (mut snaps, mut blobs) = (BTreeSet::new(), BTreeSet::new());
-            for r in records(d) {
-                snaps.extend(r.chains);
-                blobs.extend(r.blobs);
-            }
-            let gc = d.images.gc_keeping(&snaps, &blobs).map_err(|e| ApiError::internal(e.to_string()))?;
-            space += gc.bytes;
-        }
+        space += d.images.gc().map_err(|e| ApiError::internal(e.to_string()))?.bytes;
     }
     Ok(json!({"CachesDeleted": deleted, "SpaceReclaimed": space}))
 }
