@@ -1034,9 +1034,9 @@ impl ImageStore {
         (snaps, blobs)
     }
 
-    /// [`ImageStore::gc`] that also keeps the snapshots (by chain id) `snaps` and the blobs
-    /// `blobs` (the layers of the build-cache records `builder prune` leaves).
-    pub fn gc_keeping(&self, snaps: &BTreeSet<Digest>, blobs: &BTreeSet<Digest>) -> Result<GcReport> {
+    /// The collection behind [`ImageStore::gc`], also keeping the snapshots (by chain id)
+    /// `snaps` and the blobs `blobs` (the build-cache records' layers).
+    fn gc_keeping(&self, snaps: &BTreeSet<Digest>, blobs: &BTreeSet<Digest>) -> Result<GcReport> {
         if self.gc_put_off() {
             return Ok(GcReport::default());
         }
