@@ -94,8 +94,9 @@ fn mount(source: &str, target: &Path, fstype: &str, data: &str) -> Result<(), St
     Ok(())
 }
 
-/// Take `flock(op)` on `f`; false when `LOCK_NB` was given and the lock is busy.
-fn flock(f: &std::fs::File, op: libc::c_int) -> Result<bool, String> {
+/// Take `flock(op)` on `f` (a cache mount's lock file; `builder prune` takes them too);
+/// false when `LOCK_NB` was given and the lock is busy.
+pub fn flock(f: &std::fs::File, op: libc::c_int) -> std::io::Result<bool> {
     use std::os::fd::AsRawFd;
     loop {
         // SAFETY: flock on a descriptor this function borrows; no memory is passed.
@@ -106,7 +107,7 @@ fn flock(f: &std::fs::File, op: libc::c_int) -> Result<bool, String> {
         match e.raw_os_error() {
             Some(libc::EINTR) => continue,
             Some(libc::EWOULDBLOCK) if op & libc::LOCK_NB != 0 => return Ok(false),
-            _ => return Err(format!("locking a cache mount: {e}")),
+            _ => return Err(e),
         }
     }
 }
@@ -279,15 +280,17 @@ impl Builder<'_> {
                     let sharing = m.sharing.unwrap_or(Sharing::Shared);
                     let src = match sharing {
                         Sharing::Shared => {
-                            flock(&lock, libc::LOCK_SH).map_err(e)?;
+                            flock(&lock, libc::LOCK_SH).map_err(|x| e(format!("locking a cache mount: {x}")))?;
                             cache
                         }
                         Sharing::Locked => {
-                            flock(&lock, libc::LOCK_EX).map_err(e)?;
+                            flock(&lock, libc::LOCK_EX).map_err(|x| e(format!("locking a cache mount: {x}")))?;
                             cache
                         }
                         Sharing::Private => {
-                            if flock(&lock, libc::LOCK_EX | libc::LOCK_NB).map_err(e)? {
+                            if flock(&lock, libc::LOCK_EX | libc::LOCK_NB)
+                                .map_err(|x| e(format!("locking a cache mount: {x}")))?
+                            {
                                 cache
                             } else {
                                 dir.join(format!("cache-{n}"))

@@ -47,7 +47,6 @@ use crate::http::{ApiError, ApiResult, Conn, Request};
 use berth_image::Digest;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -210,17 +209,10 @@ fn lock_mount(m: &CacheMount) -> ApiResult<Option<std::fs::File>> {
         .write(true)
         .open(&m.lock)
         .map_err(|e| ApiError::internal(format!("opening {}: {e}", m.lock.display())))?;
-    loop {
-        // SAFETY: flock on a descriptor `f` owns for the whole call; no memory is passed.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(Some(f));
-        }
-        let e = std::io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EWOULDBLOCK) => return Ok(None),
-            _ => return Err(ApiError::internal(format!("locking {}: {e}", m.lock.display()))),
-        }
+    match berth_build::runmount::flock(&f, libc::LOCK_EX | libc::LOCK_NB) {
+        Ok(true) => Ok(Some(f)),
+        Ok(false) => Ok(None),
+        Err(e) => Err(ApiError::internal(format!("locking {}: {e}", m.lock.display()))),
     }
 }
 
