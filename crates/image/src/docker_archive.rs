@@ -32,12 +32,6 @@ fn bad(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidLayer, msg)
 }
 
-/// Write `images` (record + the references to list in RepoTags) as a docker-archive.
-/// Write `images` as one tar that is both a docker-archive (`manifest.json`, read by every
-/// `docker load`) and an OCI image layout (`oci-layout`, `index.json`, read by skopeo, podman,
-/// containerd), sharing one copy of each blob under `blobs/sha256/`, as Docker 25 and later do.
-/// Layers are written uncompressed (their digest is the DiffID), decompressed from the store on
-/// the way out and checked against the DiffID.
 /// The images `save` writes for `names`, each with the tags to list: `save busybox:1` lists
 /// that tag, `save <id>` none, `save busybox` every tag of that repository.
 pub fn select(store: &ImageStore, names: &[String]) -> Result<Vec<(ImageRecord, Vec<Reference>)>> {
@@ -65,6 +59,11 @@ pub fn select(store: &ImageStore, names: &[String]) -> Result<Vec<(ImageRecord, 
     Ok(images)
 }
 
+/// Write `images` (record + the references to list in RepoTags) as one tar that is both a
+/// docker-archive (`manifest.json`, read by every `docker load`) and an OCI image layout
+/// (`oci-layout`, `index.json`, read by skopeo, podman, containerd), sharing one copy of each blob under `blobs/sha256/`, as Docker 25 and later do.
+/// Layers are written uncompressed (their digest is the DiffID), decompressed from the store on
+/// the way out and checked against the DiffID.
 pub fn save(store: &ImageStore, images: &[(ImageRecord, Vec<Reference>)], out: impl Write) -> Result<()> {
     let mut tar = tar::Builder::new(out);
     tar.mode(tar::HeaderMode::Deterministic);
